@@ -1,0 +1,121 @@
+"""The composition root: one running sidecar — config snapshot, provider clients, router, ASGI app.
+
+The CLI, the demo and the tests all build a `Sidecar` and serve it with `serve`, so every one of
+them runs the same wiring over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable, Sequence
+
+import uvicorn
+
+from sidecar.config.loader import LoadedConfig
+from sidecar.config.models import ProviderConfig
+from sidecar.ingress.asgi import DetourASGI
+from sidecar.providers.client import ProviderClient
+from sidecar.providers.http import HttpxTransport, Transport
+from sidecar.routing.events import Observer
+from sidecar.routing.failover import Router
+from sidecar.routing.limits import RateLimitTable
+from sidecar.routing.table import Clock, RouteTable
+
+log = logging.getLogger("detour")
+
+
+class Sidecar:
+    def __init__(
+        self,
+        loaded: LoadedConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        observers: Sequence[Observer] = (),
+        transport_factory: Callable[[], Transport] = HttpxTransport,
+    ) -> None:
+        self._table: RouteTable | None = None
+        self._clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
+        self._retired: list[ProviderClient] = []
+        self._transport_factory = transport_factory
+        capacity = loaded.config.routing.rate_limit_table_size if loaded else 1000
+        self.router = Router(
+            self.current_table, limits=RateLimitTable(capacity), clock=clock, rng=rng, observers=observers
+        )
+        self.asgi = DetourASGI(self)
+        if loaded is not None:
+            self.apply(loaded)
+
+    def current_table(self) -> RouteTable | None:
+        return self._table
+
+    def apply(self, loaded: LoadedConfig) -> RouteTable:
+        """Swap in a validated config; clients whose settings did not change are reused."""
+        clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
+        for provider_id, config in loaded.config.providers.items():
+            existing = self._clients.get(provider_id)
+            if existing is not None and existing[0] == config:
+                clients[provider_id] = existing
+            else:
+                clients[provider_id] = (
+                    config,
+                    ProviderClient(provider_id, config, self._transport_factory()),
+                )
+        for provider_id, (_, client) in self._clients.items():
+            if clients.get(provider_id, (None, None))[1] is not client:
+                self._retired.append(client)  # may still serve in-flight requests; closed on shutdown
+        self._clients = clients
+        self._table = RouteTable(
+            loaded=loaded,
+            rules=loaded.config.rules_by_priority(),
+            providers=dict(loaded.config.providers),
+            clients={provider_id: client for provider_id, (_, client) in clients.items()},
+        )
+        self.router.limits.keep_only(set(clients))
+        log.info("config %s applied from %s", loaded.version, loaded.source)
+        return self._table
+
+    async def aclose(self) -> None:
+        clients = [client for _, client in self._clients.values()] + self._retired
+        self._clients, self._retired = {}, []
+        await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen before serving: port 0 works, the chosen port is known up front, and clients
+    that connect before the server's accept loop runs wait in the backlog instead of being refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(sidecar: Sidecar, *, log_level: str = "warning") -> uvicorn.Server:
+    config = uvicorn.Config(
+        sidecar.asgi,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+async def serve(sidecar: Sidecar, sock: socket.socket) -> None:
+    """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully."""
+    server = make_server(sidecar)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(serving)
+    finally:
+        if not serving.done():
+            server.should_exit = True
+            await asyncio.wait([serving], timeout=6)

@@ -1,0 +1,97 @@
+"""`detour serve | validate | demo`: parse arguments, build a settings object, run.
+
+Nothing here routes; it only wires config sources to a `Sidecar` and runs the event loop (uvloop
+where available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from sidecar.config.loader import load_config_file
+from sidecar.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detour", description="LLM-routing sidecar with 429 failover.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the sidecar")
+    serve.add_argument(
+        "--config", default=os.environ.get("DETOUR_CONFIG"), help="routes.yaml (env DETOUR_CONFIG)"
+    )
+    serve.add_argument("--host", default=None, help="bind address (default: server.host or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: server.port or 8081)")
+    serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
+
+    validate = commands.add_parser("validate", help="check a config file and print every problem")
+    validate.add_argument("file")
+
+    demo = commands.add_parser("demo", help="watch failover and recovery with simulated providers")
+    demo.add_argument("--requests", type=int, default=24, help="how many requests the driver sends")
+    demo.add_argument("--plain", action="store_true", help="print lines instead of a live table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return validate(args.file)
+    if args.command == "serve":
+        _configure_logging(args.log_level)
+        if not args.config:
+            print("detour serve: --config FILE is required", file=sys.stderr)
+            return 2
+        from sidecar.cli.serve import serve_forever
+
+        return _run(lambda: serve_forever(args.config, host=args.host, port=args.port))
+    from sidecar.cli.demo import run_demo
+
+    _configure_logging("warning")
+    return _run(lambda: run_demo(requests=args.requests, plain=args.plain))
+
+
+def validate(path: str) -> int:
+    try:
+        loaded = load_config_file(path, env=os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}")
+        print(f"{path}: {len(exc.problems)} error(s)")
+        return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}")
+    config = loaded.config
+    print(
+        f"{path}: ok — {len(config.providers)} providers, {len(config.routing.rules)} rules, "
+        f"version {loaded.version}"
+    )
+    return 0
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        try:
+            return runner.run(make())
+        except KeyboardInterrupt:
+            return 130
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

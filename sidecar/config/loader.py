@@ -1,0 +1,193 @@
+"""Turn the text of a ``routes.yaml`` into a validated, frozen `DetourConfig` (SPEC §2).
+
+Loading is a pipeline of pure steps: parse the YAML, drop the sections Detour accepts but does not
+implement, expand ``$VAR`` references from the environment it is given, validate the schema, then
+check cross references. Each step collects problems rather than stopping at the first, so a user
+running ``detour validate`` sees everything wrong at once. The environment is passed in, never
+read here, and the only I/O is `load_config_file` reading its file.
+
+Expanded values are often API keys: no message ever quotes one (see `_scrub`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+from pydantic import ValidationError
+
+from sidecar.config.models import DetourConfig
+from sidecar.config.validate import check_references, index_path, key_path, schema_problems
+from sidecar.errors import ConfigError, ConfigProblem
+
+IGNORED_TOP_LEVEL = ("api_dialect", "logging", "observability", "session_recording")
+IGNORED_ROUTING = ("health_monitor",)
+
+# `$$` is a literal `$`; `${NAME}` and `$NAME` are references. A `$` followed by anything else is
+# kept as written, so regex anchors such as `^gpt-4$` need no escaping.
+_REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\{))")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Shorter values cannot be credentials, and hiding them would garble digits in unrelated messages.
+_MIN_SCRUBBED_LENGTH = 4
+_PATH_STEP = re.compile(r"\[(\d+)\]|([^.\[]+)")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: DetourConfig
+    version: str  # first 12 hex chars of the sha256 of the raw text: names this config in logs
+    source: str  # where it came from, e.g. "file:/etc/detour/routes.yaml"
+    warnings: tuple[str, ...]
+
+
+def load_config_file(path: str | os.PathLike[str], *, env: Mapping[str, str]) -> LoadedConfig:
+    """Read and load a config file; an unreadable file is a `ConfigError` like any other problem."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigProblem("", f"cannot read config file {name}: {reason}")]) from exc
+    return load_config_text(text, source=f"file:{name}", env=env)
+
+
+def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> LoadedConfig:
+    """Parse, expand and validate `text`; raise `ConfigError` carrying every problem found.
+
+    Cross-field checks need a built model, so they report only once the schema errors are fixed.
+    """
+    document = _parse_yaml(text)
+    document, ignored = _strip_ignored(document)
+    warnings = []
+    if ignored:
+        warnings.append(f"ignoring sections Detour does not implement: {', '.join(sorted(ignored))}")
+
+    used: dict[str, str] = {}
+    problems: list[ConfigProblem] = []
+    expanded = _expand(document, "", env, problems, used)
+
+    later: list[ConfigProblem] = []
+    config: DetourConfig | None = None
+    try:
+        config = DetourConfig.model_validate(expanded)
+    except ValidationError as exc:
+        later = schema_problems(exc, expanded)
+    if config is not None:
+        later, reference_warnings = check_references(config)
+        warnings.extend(reference_warnings)
+    # A value whose reference failed still reads `$NAME`; any further complaint about it is noise.
+    unexpanded = {problem.path for problem in problems}
+    problems.extend(problem for problem in later if problem.path not in unexpanded)
+
+    if problems or config is None:
+        problems.sort(key=lambda problem: _document_order(problem.path, document))
+        raise ConfigError([ConfigProblem(p.path, _scrub(p.message, used)) for p in problems])
+    return LoadedConfig(
+        config=config,
+        version=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
+        source=source,
+        warnings=tuple(_scrub(warning, used) for warning in warnings),
+    )
+
+
+def _parse_yaml(text: str) -> dict[object, object]:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = exc.problem or exc.context or "syntax error"
+        raise ConfigError([ConfigProblem("", f"invalid YAML{where}: {reason}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem("", f"invalid YAML: {exc}")]) from exc
+    if not isinstance(document, dict):
+        found = "an empty document" if document is None else f"a {type(document).__name__}"
+        raise ConfigError([ConfigProblem("", f"the config must be a mapping at top level, not {found}")])
+    return document
+
+
+def _strip_ignored(document: dict[object, object]) -> tuple[dict[object, object], list[str]]:
+    """Drop the seed's sections Detour does not implement; return the rest and the dotted names."""
+    ignored = [name for name in IGNORED_TOP_LEVEL if name in document]
+    kept = {key: value for key, value in document.items() if key not in IGNORED_TOP_LEVEL}
+    routing = kept.get("routing")
+    if isinstance(routing, dict):
+        ignored += [f"routing.{name}" for name in IGNORED_ROUTING if name in routing]
+        kept["routing"] = {key: value for key, value in routing.items() if key not in IGNORED_ROUTING}
+    return kept, ignored
+
+
+def _expand(
+    node: object, path: str, env: Mapping[str, str], problems: list[ConfigProblem], used: dict[str, str]
+) -> object:
+    """Expand references in every string value (keys are left alone: they are names, not values)."""
+    if isinstance(node, dict):
+        return {key: _expand(value, key_path(path, key), env, problems, used) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand(item, index_path(path, i), env, problems, used) for i, item in enumerate(node)]
+    if isinstance(node, str):
+        return _expand_string(node, path, env, problems, used)
+    return node
+
+
+def _expand_string(
+    value: str, path: str, env: Mapping[str, str], problems: list[ConfigProblem], used: dict[str, str]
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        dollar, braced, bare, unterminated = match.groups()
+        if dollar:
+            return "$"
+        if unterminated:
+            problems.append(ConfigProblem(path, "unterminated '${'; write '$$' for a literal '$'"))
+            return match.group(0)
+        name = braced if braced is not None else bare
+        if not _NAME.fullmatch(name):
+            problems.append(ConfigProblem(path, f"invalid variable name {name!r} in '${{...}}'"))
+            return match.group(0)
+        if name not in env:
+            problems.append(ConfigProblem(path, f"environment variable {name!r} is not set"))
+            return match.group(0)
+        used[name] = env[name]
+        return env[name]
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _scrub(message: str, used: Mapping[str, str]) -> str:
+    """Replace any expanded value quoted in `message` by the reference it came from.
+
+    Detour's own messages never quote a value, but a few pass on the offending input (an invalid
+    regex, an unknown strategy type), and that input may have come from a variable.
+    """
+    for name, value in sorted(used.items(), key=lambda item: -len(item[1])):
+        if len(value) >= _MIN_SCRUBBED_LENGTH:
+            message = message.replace(value, f"${{{name}}}")
+    return message
+
+
+def _document_order(path: str, document: object) -> tuple[int, ...]:
+    """A sort key putting problems in the order their paths appear in the file.
+
+    Keys absent from the document (a missing key) sort after their siblings; a path that does not
+    parse against the document (a key containing '.') degrades to a coarser position, never fails.
+    """
+    order: list[int] = []
+    node: object = document
+    for match in _PATH_STEP.finditer(path):
+        index, key = match.groups()
+        if index is not None and isinstance(node, list):
+            position = int(index)
+            node = node[position] if position < len(node) else None
+        elif key is not None and isinstance(node, dict):
+            keys = list(node)
+            position = keys.index(key) if key in node else len(keys)
+            node = node.get(key)
+        else:
+            position, node = 1 << 30, None
+        order.append(position)
+    return tuple(order)

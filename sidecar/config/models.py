@@ -1,0 +1,146 @@
+"""The config schema (SPEC §2) as frozen pydantic models.
+
+These models are the contract between the YAML a user writes and the code that routes: everything
+the router needs is checked here, at load time, so nothing is validated per request. Cross-field
+checks that need the whole document (provider ids, cross-dialect mappings) live in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderType(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+DEFAULT_BASE_URLS = {
+    ProviderType.OPENAI: "https://api.openai.com/v1",
+    ProviderType.ANTHROPIC: "https://api.anthropic.com",
+}
+
+
+class ProviderConfig(_Strict):
+    type: ProviderType
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_secs: float = Field(default=60, gt=0)
+    connect_timeout_secs: float = Field(default=10, gt=0)
+    first_token_timeout_secs: float | None = Field(default=None, gt=0)
+    stream_idle_timeout_secs: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=10)
+    retry_backoff_ms: int = Field(default=100, ge=0)
+    supports_prefill: bool = False
+    model: str | None = None
+    model_map: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def effective_base_url(self) -> str:
+        return (self.base_url or DEFAULT_BASE_URLS[self.type]).rstrip("/")
+
+    def upstream_model(self, requested: str) -> str:
+        """The model this provider is asked for when a client requests `requested`."""
+        if self.model is not None:
+            return self.model
+        return self.model_map.get(requested, requested)
+
+    def maps_model(self, requested: str) -> bool:
+        return self.model is not None or requested in self.model_map
+
+
+class WeightedProvider(_Strict):
+    id: str
+    weight: int = Field(gt=0)
+
+
+class RoundRobinStrategy(_Strict):
+    type: Literal["round-robin"]
+    providers: list[str] = Field(min_length=1)
+
+
+class WeightedRoundRobinStrategy(_Strict):
+    type: Literal["weighted-round-robin"]
+    providers: list[WeightedProvider] = Field(min_length=1)
+
+
+class LimitsAlternativeStrategy(_Strict):
+    type: Literal["limits-alternative"]
+    primary_providers: list[str] = Field(min_length=1)
+    alternative_providers: list[str] = Field(default_factory=list)
+    exponential_backoff_base_secs: float = Field(default=60, gt=0)
+    max_backoff_secs: float = Field(default=3600, gt=0)
+    max_wait_for_retry_after_secs: float = Field(default=0, ge=0)
+
+
+Strategy = Annotated[
+    RoundRobinStrategy | WeightedRoundRobinStrategy | LimitsAlternativeStrategy,
+    Field(discriminator="type"),
+]
+
+
+class Matcher(_Strict):
+    model_pattern: re.Pattern[str] | None = None
+    always: bool | None = None
+
+    @field_validator("model_pattern", mode="before")
+    @classmethod
+    def _compile(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+        return value
+
+    def matches(self, model: str) -> bool:
+        if self.always:
+            return True
+        return self.model_pattern is not None and self.model_pattern.search(model) is not None
+
+
+class Rule(_Strict):
+    name: str
+    priority: int = 0
+    matcher: Matcher
+    strategy: Strategy | None = None
+    primary: str | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    resume_streams: bool = False
+
+
+class CircuitBreakerConfig(_Strict):
+    failure_threshold: int = Field(default=5, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    timeout_secs: float = Field(default=30, gt=0)
+
+
+class RoutingConfig(_Strict):
+    rules: list[Rule] = Field(min_length=1)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    rate_limit_table_size: int = Field(default=1000, ge=1)
+    default_max_tokens: int = Field(default=4096, ge=1)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+
+
+class DetourConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    routing: RoutingConfig
+
+    def rules_by_priority(self) -> list[Rule]:
+        """Highest priority first; equal priorities keep their order in the file."""
+        return sorted(self.routing.rules, key=lambda rule: -rule.priority)

@@ -1,0 +1,219 @@
+"""The HTTP ingress: a plain ASGI app (no framework on the hot path).
+
+Routes are a dict lookup on (method, path). The chat endpoints read the body, hand the router an
+`InboundRequest` and write its `RoutedResponse`; a stream is pumped while a second task listens for
+the client going away, so a disconnect closes the upstream stream at once. Once a response has
+started nothing may render an error response any more — a late failure goes in-band (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+
+from sidecar.dialects import Dialect
+from sidecar.dialects.errors import render_error
+from sidecar.dialects.inbound import parse_request
+from sidecar.errors import DetourError, RequestError
+from sidecar.ingress.errors import error_response
+from sidecar.providers.client import ClientHeaders
+from sidecar.routing.admin_state import describe_state
+from sidecar.routing.exchange import InboundRequest, RoutedResponse
+from sidecar.routing.failover import Router
+from sidecar.routing.models_list import list_models
+from sidecar.routing.table import RouteTable
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("detour.ingress")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_JSON = (b"content-type", b"application/json")
+
+
+class Runtime(Protocol):
+    """What the ingress needs from the running sidecar (built in `sidecar.app`)."""
+
+    router: Router
+
+    def current_table(self) -> RouteTable | None: ...
+
+
+class DetourASGI:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/chat/completions"): self._openai_chat,
+            ("POST", "/chat/completions"): self._openai_chat,
+            ("POST", "/v1/messages"): self._anthropic_messages,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/healthz"): self._healthz,
+            ("GET", "/readyz"): self._readyz,
+            ("GET", "/admin/state"): self._admin_state,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            dialect = Dialect.ANTHROPIC if scope["path"].startswith("/v1/messages") else Dialect.OPENAI
+            known_path = any(path == scope["path"] for _, path in self._routes)
+            status = 405 if known_path else 404
+            message = "method not allowed" if known_path else f"unknown path {scope['path']}"
+            await _send_whole(send, status, [], render_error(dialect, status, message))
+            return
+        await handler(scope, receive, send)
+
+    async def _openai_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._chat(Dialect.OPENAI, scope, receive, send)
+
+    async def _anthropic_messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._chat(Dialect.ANTHROPIC, scope, receive, send)
+
+    async def _chat(self, dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            raw = await _read_body(receive)
+            parsed = parse_request(dialect, raw)
+            request = InboundRequest(
+                dialect=dialect,
+                body=parsed.body,
+                raw=raw,
+                model=parsed.model,
+                stream=parsed.stream,
+                headers=ClientHeaders.from_asgi(dialect, scope["headers"]),
+            )
+            if self.runtime.current_table() is None:
+                raise RequestError("no routing config is loaded yet", status=503)
+            response = await self.runtime.router.route(request)
+        except DetourError as exc:
+            status, headers, body = error_response(dialect, exc)
+            await _send_whole(send, status, headers, body)
+            return
+        except Exception:
+            log.exception("unexpected error while routing")
+            await _send_whole(send, 500, [], render_error(dialect, 500, "internal error in the sidecar"))
+            return
+        headers = [
+            *response.headers,
+            ("x-detour-provider", response.provider_id),
+            ("x-detour-model", response.model),
+            ("x-detour-attempts", str(response.attempts)),
+        ]
+        if response.stream is None:
+            await _send_whole(send, response.status, headers, response.body, response.content_type)
+        else:
+            await _send_stream(receive, send, response, headers)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self.runtime.current_table()
+        anthropic = any(name == b"anthropic-version" for name, _ in scope["headers"])
+        body = list_models(table, anthropic_shape=anthropic)
+        await _send_whole(send, 200, [], orjson.dumps(body))
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_whole(send, 200, [], b'{"status":"ok"}')
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self.runtime.current_table()
+        if table is None:
+            await _send_whole(send, 503, [], b'{"status":"not ready","reason":"no valid config loaded yet"}')
+        else:
+            await _send_whole(
+                send, 200, [], orjson.dumps({"status": "ready", "config_version": table.version})
+            )
+
+    async def _admin_state(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router = self.runtime.router
+        state = describe_state(self.runtime.current_table(), router.limits, router.clock)
+        await _send_whole(send, 200, [], orjson.dumps(state, option=orjson.OPT_INDENT_2))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError("the client disconnected before sending the whole body", status=499)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"the request body is larger than {MAX_BODY_BYTES} bytes", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+async def _send_whole(
+    send: Send,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    content_type: str = "application/json",
+) -> None:
+    raw_headers = _encode_headers(headers)
+    raw_headers.append((b"content-type", content_type.encode("latin-1")) if content_type else _JSON)
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_stream(
+    receive: Receive, send: Send, response: RoutedResponse, headers: list[tuple[str, str]]
+) -> None:
+    assert response.stream is not None
+    raw_headers = _encode_headers(headers)
+    raw_headers += [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+    ]
+    stream = response.stream
+
+    async def pump() -> None:
+        await send({"type": "http.response.start", "status": response.status, "headers": raw_headers})
+        async for frame in stream:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def until_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(until_disconnect())
+    try:
+        await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watching):
+            task.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+        await stream.aclose()  # type: ignore[attr-defined]
+    if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
+        log.warning("stream to the client failed: %s", pumping.exception())
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,104 @@
+"""One configured provider: where to send, with which credential and headers, within which timeouts.
+
+Credentials follow SPEC §4: a provider with its own `api_key` always uses it and never sees the
+client's; without one, the client's credential goes only to providers of the client's own dialect.
+Only an allow-list of client headers is forwarded, so SDK telemetry headers and cookies stay home.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sidecar.config.models import ProviderConfig, ProviderType
+from sidecar.providers.http import Timeouts, Transport, UpstreamRequest, UpstreamResponse
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+# Non-secret headers that change how the provider answers; forwarded within the same dialect.
+_DIALECT_HEADERS = {
+    ProviderType.OPENAI: frozenset({"openai-organization", "openai-project"}),
+    ProviderType.ANTHROPIC: frozenset({"anthropic-version", "anthropic-beta"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHeaders:
+    """The headers of an inbound request that may matter upstream, already filtered."""
+
+    dialect: ProviderType
+    credential: tuple[tuple[str, str], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_asgi(cls, dialect: ProviderType, raw_headers: Sequence[tuple[bytes, bytes]]) -> ClientHeaders:
+        credential: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        wanted = _DIALECT_HEADERS[dialect]
+        for raw_name, raw_value in raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            if name in _CREDENTIAL_HEADERS:
+                credential.append((name, raw_value.decode("latin-1")))
+            elif name in wanted:
+                options.append((name, raw_value.decode("latin-1")))
+        return cls(dialect, tuple(credential), tuple(options))
+
+
+class ProviderClient:
+    """Builds and sends requests for one provider id over its own pooled transport."""
+
+    def __init__(self, provider_id: str, config: ProviderConfig, transport: Transport) -> None:
+        self.provider_id = provider_id
+        self.config = config
+        self.dialect = config.type
+        self._transport = transport
+        base = config.effective_base_url
+        if self.dialect is ProviderType.ANTHROPIC:
+            self.url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        else:
+            self.url = base + "/chat/completions"
+        self._static_headers = self._build_static_headers(config)
+        self._timeouts = Timeouts(connect_s=config.connect_timeout_secs, read_s=config.timeout_secs)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) for telemetry's server.address / server.port."""
+        parts = urlsplit(self.url)
+        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+    def headers_for(self, client: ClientHeaders) -> list[tuple[str, str]]:
+        headers = list(self._static_headers)
+        same_dialect = client.dialect is self.dialect
+        if self.config.api_key is None and same_dialect:
+            headers.extend(client.credential)
+        if same_dialect:
+            headers.extend(client.options)
+        if self.dialect is ProviderType.ANTHROPIC and not (
+            same_dialect and _has(client.options, "anthropic-version")
+        ):
+            headers.append(("anthropic-version", ANTHROPIC_VERSION))
+        return headers
+
+    async def send(self, body: bytes, client: ClientHeaders) -> UpstreamResponse:
+        request = UpstreamRequest(url=self.url, headers=self.headers_for(client), content=body)
+        return await self._transport.send(request, self._timeouts)
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    def _build_static_headers(self, config: ProviderConfig) -> list[tuple[str, str]]:
+        headers = [("content-type", "application/json"), ("accept-encoding", "identity")]
+        if config.api_key is not None:
+            if self.dialect is ProviderType.ANTHROPIC:
+                headers.append(("x-api-key", config.api_key))
+            else:
+                headers.append(("authorization", f"Bearer {config.api_key}"))
+        lowered = {"content-type", "content-length", "host", *_CREDENTIAL_HEADERS}
+        headers.extend((name, value) for name, value in config.headers.items() if name.lower() not in lowered)
+        return headers
+
+
+def _has(headers: Sequence[tuple[str, str]], name: str) -> bool:
+    return any(key == name for key, _ in headers)

@@ -1,0 +1,124 @@
+"""The upstream HTTP seam: the only module that imports an HTTP client library.
+
+Everything above it sees a two-method `Transport` (send, close) and an `UpstreamResponse` whose body
+is read whole or streamed. The transport is httpx's `AsyncClient` over the aiohttp transport
+(`httpx-aiohttp`): SPEC §7 measured httpx's default transport at a quarter of the throughput the
+targets need, and the aiohttp transport keeps httpx's API while reaching them. `bench/` re-measures.
+
+Foreign exceptions are mapped into `sidecar.errors` here, once. httpx-aiohttp reports a connection
+reset as `httpx.ConnectTimeout`, so the original aiohttp exception (its `__cause__`) decides whether
+an attempt timed out or lost its connection — the router treats those two differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float
+    read_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: Sequence[tuple[str, str]]
+    content: bytes
+    method: str = "POST"
+
+
+class UpstreamResponse:
+    """A response whose headers have arrived; the body is read with `read` or `iter_bytes`."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        # Lower-cased keys; repeated headers joined, as the rate-limit parsers expect one value.
+        self.headers: dict[str, str] = {key: value for key, value in response.headers.items()}
+
+    async def read(self) -> bytes:
+        try:
+            with _mapped_errors():
+                return await self._response.aread()
+        finally:
+            await self.close()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        with _mapped_errors():
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+
+    async def close(self) -> None:
+        # Closing a broken connection must not hide the error that broke it.
+        with contextlib.suppress(httpx.HTTPError, aiohttp.ClientError, OSError):
+            await self._response.aclose()
+
+
+class Transport(Protocol):
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpxTransport:
+    """One pooled `httpx.AsyncClient` per provider, long-lived across requests and reloads."""
+
+    def __init__(self, *, max_connections: int = 256) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = httpx.AsyncClient(
+            transport=AiohttpTransport(limits=limits, trust_env=False), timeout=None
+        )
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+        timeout = httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s, pool=timeouts.connect_s)
+        http_request = self._client.build_request(
+            request.method,
+            request.url,
+            headers=list(request.headers),
+            content=request.content,
+            timeout=timeout,
+        )
+        with _mapped_errors():
+            response = await self._client.send(http_request, stream=True)
+        return UpstreamResponse(response)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class _mapped_errors:
+    """Map httpx/aiohttp failures to UpstreamTimeout or UpstreamConnectError, once for all callers."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, UpstreamError | asyncio.CancelledError):
+            return False
+        cause = exc.__cause__ or exc
+        if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError) or (
+            isinstance(exc, httpx.TimeoutException) and cause is exc
+        ):
+            raise UpstreamTimeout(f"upstream timed out: {type(cause).__name__}") from exc
+        if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
+            raise UpstreamConnectError(f"upstream connection failed: {_describe(cause)}") from exc
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

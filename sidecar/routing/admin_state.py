@@ -1,0 +1,42 @@
+"""What `/admin/state` (and later gRPC `Admin.GetState`) shows: the config in force, the limits and
+the circuits. Credentials are never part of it — only ids, models, reasons and times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.routing.limits import RateLimitTable
+from sidecar.routing.table import Clock, RouteTable
+
+
+def describe_state(table: RouteTable | None, limits: RateLimitTable, clock: Clock) -> dict[str, Any]:
+    now, wall = clock.monotonic(), clock.wall()
+    limited = [
+        {
+            "provider": key.provider_id,
+            "model": key.model,  # null: the whole provider (quota)
+            "reason": entry.reason.value,
+            "wait_source": entry.source.value,
+            "wait_s": round(entry.wait_s, 3),
+            "remaining_s": round(entry.expires_at - now, 3),
+            "expires_at": wall + (entry.expires_at - now),
+            "consecutive_429s": entry.consecutive,
+        }
+        for key, entry in limits.active(now)
+    ]
+    limited.sort(key=lambda item: item["remaining_s"])
+    config: dict[str, Any] | None = None
+    if table is not None:
+        config = {
+            "version": table.version,
+            "source": table.loaded.source,
+            "providers": sorted(table.providers),
+            "rules": [rule.name for rule in table.rules],
+        }
+    return {
+        "config": config,
+        "rate_limited": limited,
+        "rate_limit_table": {"size": len(limits), "capacity": limits.capacity, "evictions": limits.evictions},
+        "circuits": [],
+    }

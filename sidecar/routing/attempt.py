@@ -1,0 +1,221 @@
+"""One attempt: send a request to one candidate and say what came of it.
+
+A non-streaming attempt ends when its whole body is read. A streaming attempt ends at the commit
+point of SPEC §3 — the first upstream content event — so everything before it (429, 5xx, an error
+event, a silent provider, a stream that closes early) is still a failure the router can fail over
+from. After the commit point, `_relay` forwards events and reports any failure in-band, in the
+client's dialect; the stream never ends as if it had succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from sidecar.dialects import Dialect
+from sidecar.dialects.adapt import Exchange, StreamConverter
+from sidecar.dialects.errors import render_stream_error
+from sidecar.dialects.sse import SseDecoder, SseEvent
+from sidecar.dialects.stream_events import EventKind, classify_event, stream_error
+from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from sidecar.providers.classify import Outcome, ProviderError, classify, parse_error_body
+from sidecar.providers.client import ClientHeaders, ProviderClient
+from sidecar.providers.http import UpstreamResponse
+from sidecar.routing.exchange import RoutedResponse
+from sidecar.routing.strategies import Candidate
+
+log = logging.getLogger("detour.attempt")
+
+_FORWARDED_RESPONSE_HEADERS = ("x-request-id", "request-id", "openai-processing-ms")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailure:
+    reason: str  # rate_limit | quota | server_error | timeout | connect_error | stream_error | ...
+    outcome: Outcome | None = None
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: ProviderError | None = None
+    body: bytes = b""
+
+
+_REASONS = {
+    Outcome.RATE_LIMITED: "rate_limit",
+    Outcome.QUOTA_EXHAUSTED: "quota",
+    Outcome.SERVER_ERROR: "server_error",
+    Outcome.CONTEXT_LENGTH: "context_length",
+    Outcome.CLIENT_ERROR: "client_error",
+}
+
+
+async def run_attempt(
+    client: ProviderClient,
+    candidate: Candidate,
+    exchange: Exchange,
+    *,
+    client_dialect: Dialect,
+    stream: bool,
+    headers_in: ClientHeaders,
+) -> RoutedResponse | AttemptFailure:
+    config = client.config
+    deadline = config.first_token_timeout_secs if stream and config.first_token_timeout_secs else None
+    try:
+        async with asyncio.timeout(deadline or config.timeout_secs):
+            response = await client.send(exchange.upstream_body, headers_in)
+            if response.status >= 400:
+                return await _failure_from_status(client.dialect, response)
+            if not stream:
+                body = await response.read()
+                if exchange.convert_response is not None:
+                    body = exchange.convert_response(body)
+                return _whole(response, candidate, body)
+            return await _commit_stream(response, client.dialect, client_dialect, candidate, exchange)
+    except UpstreamTimeout:
+        return AttemptFailure("timeout")
+    except TimeoutError:
+        return AttemptFailure("timeout")
+    except UpstreamConnectError as exc:
+        log.info("provider %s: %s", candidate.provider_id, exc)
+        return AttemptFailure("connect_error")
+    except UpstreamError as exc:
+        log.info("provider %s: %s", candidate.provider_id, exc)
+        return AttemptFailure("stream_error")
+
+
+async def _failure_from_status(dialect: Dialect, response: UpstreamResponse) -> AttemptFailure:
+    body = await response.read()
+    error = parse_error_body(body)
+    outcome = classify(dialect, response.status, error)
+    return AttemptFailure(_REASONS[outcome], outcome, response.status, response.headers, error, body)
+
+
+def _whole(response: UpstreamResponse, candidate: Candidate, body: bytes) -> RoutedResponse:
+    return RoutedResponse(
+        status=response.status,
+        content_type=response.headers.get("content-type", "application/json"),
+        provider_id=candidate.provider_id,
+        model=candidate.model,
+        body=body,
+        headers=_forwarded(response.headers),
+    )
+
+
+def _forwarded(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [(name, headers[name]) for name in _FORWARDED_RESPONSE_HEADERS if name in headers]
+
+
+@dataclass(slots=True)
+class _StreamState:
+    decoder: SseDecoder
+    converter: StreamConverter
+    held: list[bytes]
+    complete: bool = False  # the provider finished its answer (finish_reason / message_delta / done)
+    failed: bool = False  # the provider reported an error in-band; it was forwarded to the client
+    malformed: int = 0
+
+
+async def _commit_stream(
+    response: UpstreamResponse,
+    provider_dialect: Dialect,
+    client_dialect: Dialect,
+    candidate: Candidate,
+    exchange: Exchange,
+) -> RoutedResponse | AttemptFailure:
+    """Read until the first content event; a failure before it is an ordinary attempt failure."""
+    state = _StreamState(SseDecoder(), exchange.new_stream_converter(), [])
+    chunks = response.iter_bytes().__aiter__()
+    committed = False
+    try:
+        while not committed:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                events = state.decoder.flush()
+                if not events:
+                    return AttemptFailure("stream_error")
+            else:
+                events = state.decoder.feed(chunk)
+            remaining: list[SseEvent] = []
+            for index, event in enumerate(events):
+                if committed:
+                    remaining = events[index:]
+                    break
+                kind = classify_event(provider_dialect, event)
+                if kind is EventKind.ERROR:
+                    return _failure_from_stream_event(provider_dialect, event)
+                if kind is EventKind.MALFORMED:
+                    state.malformed += 1
+                    continue
+                state.held.extend(state.converter.feed(event))
+                if kind is not EventKind.PREAMBLE:
+                    committed = True
+                    state.complete = kind in (EventKind.FINISH, EventKind.DONE)
+            state.held.extend(_forward(state, provider_dialect, remaining))
+    except BaseException:
+        await response.close()
+        raise
+    return RoutedResponse(
+        status=200,
+        content_type="text/event-stream",
+        provider_id=candidate.provider_id,
+        model=candidate.model,
+        stream=_relay(response, chunks, state, provider_dialect, client_dialect),
+        headers=_forwarded(response.headers),
+    )
+
+
+def _failure_from_stream_event(dialect: Dialect, event: SseEvent) -> AttemptFailure:
+    error = stream_error(dialect, event)
+    outcome = classify(dialect, error.status, ProviderError(error.error_type, None, error.message))
+    return AttemptFailure(
+        _REASONS[outcome], outcome, error.status, {}, ProviderError(error.error_type, None, error.message)
+    )
+
+
+def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> list[bytes]:
+    frames: list[bytes] = []
+    for event in events:
+        kind = classify_event(dialect, event)
+        if kind is EventKind.MALFORMED:
+            state.malformed += 1
+            continue
+        if kind in (EventKind.FINISH, EventKind.DONE):
+            state.complete = True
+        elif kind is EventKind.ERROR:
+            state.failed = True
+        frames.extend(state.converter.feed(event))
+    return frames
+
+
+async def _relay(
+    response: UpstreamResponse,
+    chunks: AsyncIterator[bytes],
+    state: _StreamState,
+    provider_dialect: Dialect,
+    client_dialect: Dialect,
+) -> AsyncIterator[bytes]:
+    try:
+        for frame in state.held:
+            yield frame
+        state.held.clear()
+        try:
+            async for chunk in chunks:
+                for frame in _forward(state, provider_dialect, state.decoder.feed(chunk)):
+                    yield frame
+            for frame in _forward(state, provider_dialect, state.decoder.flush()):
+                yield frame
+        except UpstreamError as exc:
+            log.warning("stream from upstream broke after content was sent: %s", exc)
+            yield render_stream_error(client_dialect, 502, f"the provider's stream broke: {exc}")
+            return
+        if state.complete:
+            for frame in state.converter.finish():
+                yield frame
+        elif not state.failed:
+            yield render_stream_error(
+                client_dialect, 502, "the provider's stream ended before the answer was complete"
+            )
+    finally:
+        await response.close()

@@ -1,0 +1,37 @@
+"""The request the router receives and the response it hands back, free of any HTTP framework.
+
+Both ingresses (ASGI now, gRPC later) build an `InboundRequest` and render a `RoutedResponse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.dialects import Dialect
+from sidecar.providers.client import ClientHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    dialect: Dialect
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    stream: bool
+    headers: ClientHeaders
+
+
+@dataclass(slots=True)
+class RoutedResponse:
+    """What the client gets: a whole body, or an SSE stream whose first content already arrived."""
+
+    status: int
+    content_type: str
+    provider_id: str
+    model: str
+    attempts: int = 0
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)

@@ -1,0 +1,35 @@
+"""The immutable routing snapshot a request is routed with: rules in order and provider clients.
+
+A reload builds a new `RouteTable` and swaps one reference; a request reads the reference once, so
+in-flight requests finish on the snapshot they started with (SPEC §1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sidecar.config.loader import LoadedConfig
+from sidecar.config.models import ProviderConfig, Rule
+from sidecar.providers.client import ProviderClient
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    loaded: LoadedConfig
+    rules: list[Rule]
+    providers: Mapping[str, ProviderConfig]
+    clients: Mapping[str, ProviderClient]
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Monotonic time for expiries, wall time for HTTP dates and for showing expiries to people."""
+
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+    wall: Callable[[], float] = field(default=time.time)
