@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="watch failover and recovery with simulated providers")
     demo.add_argument("--requests", type=int, default=24, help="how many requests the driver sends")
     demo.add_argument("--plain", action="store_true", help="print lines instead of a live table")
+    demo.add_argument("--pace", type=float, default=0.55, help="seconds between requests")
+    demo.add_argument("--window", type=float, default=4.0, help="the primary's rate-limit window, seconds")
     return parser
 
 
@@ -54,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sidecar.cli.demo import run_demo
 
     _configure_logging("warning")
-    return _run(lambda: run_demo(requests=args.requests, plain=args.plain))
+    return _run(
+        lambda: run_demo(requests=args.requests, plain=args.plain, pace_s=args.pace, window_s=args.window)
+    )
 
 
 def validate(path: str) -> int:

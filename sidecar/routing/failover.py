@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sidecar.dialects.adapt import plan_exchange
-from sidecar.errors import AllCandidatesFailed, AllCandidatesLimited, NoRouteError, TranslationError
+from sidecar.errors import (
+    AllCandidatesFailed,
+    AllCandidatesLimited,
+    NoRouteError,
+    RequestError,
+    TranslationError,
+)
 from sidecar.providers.classify import Outcome
 from sidecar.providers.ratelimit_headers import parse_rate_limit_hint
 from sidecar.routing.attempt import AttemptFailure, run_attempt
@@ -55,6 +61,7 @@ class Router:
         candidates = plan(rule, request.model, dict(table.providers), self.rotations)
         limited_until: list[float] = []
         failures: list[str] = []
+        ineligible: list[str] = []
         attempts = 0
         previous: tuple[Candidate, str] | None = None
         fallbacks_only = False
@@ -77,8 +84,8 @@ class Router:
                     upstream_model=candidate.model,
                 )
             except TranslationError as exc:
-                log.warning("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
-                failures.append(f"{candidate.provider_id}: {exc}")
+                log.info("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
+                ineligible.append(f"{candidate.provider_id}: {exc}")
                 continue
             if previous is not None:
                 self._emit_failover(previous[0], candidate, previous[1])
@@ -109,6 +116,8 @@ class Router:
                 if result.outcome is Outcome.CONTEXT_LENGTH:
                     fallbacks_only = True  # a larger model may fit; the same model never will
             previous = (candidate, result.reason)
+        if not (limited_until or failures or told_to_retry_now) and ineligible:
+            raise RequestError("no provider of this route can serve the request: " + "; ".join(ineligible))
         self._exhausted(limited_until, failures, attempts, told_to_retry_now=told_to_retry_now)
 
     def _record_limit(self, strategy: object, candidate: Candidate, failure: AttemptFailure) -> float | None:

@@ -1,0 +1,129 @@
+"""The `detour` command as users run it: validate's exit codes and output, serve in a real process."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from sidecar.cli.main import main
+
+SEED = pathlib.Path(__file__).resolve().parent.parent / "config" / "fixtures" / "seed-routing-strategies.yaml"
+SEED_ENV = {
+    "OPENAI_API_KEY": "sk-1",
+    "OPENAI_BACKUP_KEY": "sk-2",
+    "ANTHROPIC_API_KEY": "sk-3",
+    "ANTHROPIC_BACKUP_KEY": "sk-4",
+    "EMERGENCY_API_KEY": "sk-5",
+}
+
+
+def test_validate_accepts_the_seed_config_and_names_the_ignored_sections(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in SEED_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["validate", str(SEED)]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out
+    assert "session_recording" in out and "routing.health_monitor" in out
+
+
+def test_validate_prints_every_problem_with_its_path_and_exits_1(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        """
+providers:
+  openai-backup: {type: openai, api_key: sk-x, timeout_sec: 3}
+routing:
+  rules:
+    - name: r
+      matcher: {model_pattern: "^gpt-("}
+      strategy: {type: limits-alternative, primary_providers: [openai-bakup]}
+"""
+    )
+    assert main(["validate", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "providers.openai-backup.timeout_sec: unknown key 'timeout_sec'" in out
+    assert "did you mean 'timeout_secs'" in out
+    assert "routing.rules[0].matcher.model_pattern" in out
+
+
+def test_validate_of_a_missing_file_exits_1(tmp_path: pathlib.Path) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 1
+
+
+def test_serve_starts_a_real_process_that_answers_health_and_readiness(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        """
+providers:
+  p: {type: openai, base_url: "http://127.0.0.1:9/v1", api_key: "$KEY"}
+routing:
+  rules:
+    - {name: all, matcher: {always: true}, primary: p}
+"""
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "KEY": "sk-secret-in-env"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli.main", "serve", "--config", str(config), "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the process says when it serves; no polling
+            if "detour serving on" in line:
+                break
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            assert client.get("/healthz").status_code == 200
+            ready = client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "ready"
+            refused = client.post("/v1/chat/completions", json={"model": "m", "messages": []})
+            assert refused.status_code == 502, "the provider's port is closed: every candidate failed"
+            assert "sk-secret-in-env" not in client.get("/admin/state").text
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "sk-secret-in-env" not in stderr
+
+
+def test_the_demo_shows_failover_and_recovery_through_the_openai_sdk() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidecar.cli.main",
+            "demo",
+            "--plain",
+            "--requests",
+            "12",
+            "--pace",
+            "0.05",
+            "--window",
+            "0.4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "429 from openai-primary" in out
+    assert "failover openai-primary → anthropic-alt" in out
+    assert "back on openai-primary" in out
+    assert "→ anthropic-alt" in out
