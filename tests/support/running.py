@@ -68,7 +68,9 @@ def provider(kind: str, base_url: str, **extra: Any) -> dict[str, Any]:
     return {"type": kind, "base_url": base_url, **extra}
 
 
-def config_text(providers: Mapping[str, Mapping[str, Any]], rules: Sequence[Mapping[str, Any]], **routing: Any) -> str:
+def config_text(
+    providers: Mapping[str, Mapping[str, Any]], rules: Sequence[Mapping[str, Any]], **routing: Any
+) -> str:
     document = {"providers": dict(providers), "routing": {"rules": list(rules), **routing}}
     return yaml.safe_dump(document, sort_keys=False)
 
