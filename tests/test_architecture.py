@@ -42,7 +42,7 @@ def test_no_module_grows_past_450_lines() -> None:
 
 
 def test_importing_the_package_does_no_io_and_stays_light() -> None:
-    heavy = ("kubernetes", "grpc", "openai", "rich")
+    heavy = ("kubernetes", "grpc", "openai", "anthropic")
     code = (
         f"import sys, sidecar.app, sidecar.cli.main;print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )

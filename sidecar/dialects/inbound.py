@@ -37,11 +37,13 @@ def parse_request(dialect: Dialect, raw: bytes) -> ParsedRequest:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise RequestError("'messages' is required and must be an array", param="messages")
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False  # the OpenAI SDK may send an explicit null
     if not isinstance(stream, bool):
         raise RequestError("'stream' must be a boolean", param="stream")
     if dialect is Dialect.ANTHROPIC:
-        max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        if "max_tokens" not in body:
             raise RequestError("max_tokens: Field required", param="max_tokens")
+        max_tokens = body["max_tokens"]
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            raise RequestError("max_tokens: Input should be a valid integer", param="max_tokens")
     return ParsedRequest(body=body, model=model, stream=stream)

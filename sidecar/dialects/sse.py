@@ -8,9 +8,10 @@ modules decide what an event means.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-_BLANK_LINE = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,33 +29,51 @@ class SseEvent:
 
 def encode_event(data: str, event: str | None = None) -> bytes:
     lines = [f"event: {event}\n"] if event else []
-    lines.extend(f"data: {line}\n" for line in data.split("\n"))
+    # Any line break inside data must become a new data line, or the text after it would be lost
+    # (or, worse, read as a field of its own).
+    lines.extend(f"data: {line}\n" for line in _LINE_BREAKS.split(data))
     lines.append("\n")
     return "".join(lines).encode()
 
 
 class SseDecoder:
-    """Incremental SSE parser (WHATWG framing: CR, LF or CRLF line ends; `:` comments ignored)."""
+    """Incremental SSE parser (WHATWG framing: CR, LF or CRLF line ends, mixed freely; `:` comments
+    ignored; a leading BOM dropped). Line ends are normalised to LF, so `raw` uses LF framing."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_skip_lf", "_started")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._started = False
+        self._skip_lf = False  # the previous chunk ended in a CR that we already read as a line end
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            chunk = chunk.removeprefix(b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started and buffer:
+            self._started = True
+            buffer = buffer.removeprefix(b"\xef\xbb\xbf")
+        held_cr = b""
+        if b"\r" in buffer:  # rare: every provider we know frames with LF
+            buffer = buffer.replace(b"\r\n", b"\n")
+            if buffer.endswith((b"\n\r", b"\r\r")):
+                # A CR right after a line end is a blank line whatever follows; its LF may follow.
+                buffer, self._skip_lf = buffer[:-1] + b"\n", True
+            elif buffer.endswith(b"\r"):
+                # The LF of a CRLF may still be in flight; deciding now could invent a blank line.
+                buffer, held_cr = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r", b"\n")
         events: list[SseEvent] = []
         start = 0
-        while True:
-            end, separator_length = _find_blank_line(buffer, start)
-            if end < 0:
-                break
-            block = buffer[start : end + separator_length]
-            start = end + separator_length
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            block = buffer[start : end + 2]
+            start = end + 2
             event = _parse_block(block)
             if event is not None:
                 events.append(event)
-        self._buffer = buffer[start:]
+        self._buffer = buffer[start:] + held_cr
         return events
 
     def flush(self) -> list[SseEvent]:
@@ -62,6 +81,7 @@ class SseDecoder:
         tail, self._buffer = self._buffer, b""
         if not tail.strip():
             return []
+        tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n")
         event = _parse_block(tail + b"\n\n")
         return [event] if event is not None else []
 
@@ -70,20 +90,11 @@ class SseDecoder:
         return bool(self._buffer.strip())
 
 
-def _find_blank_line(buffer: bytes, start: int) -> tuple[int, int]:
-    best, best_length = -1, 0
-    for separator in _BLANK_LINE:
-        index = buffer.find(separator, start)
-        if index >= 0 and (best < 0 or index < best):
-            best, best_length = index, len(separator)
-    return best, best_length
-
-
 def _parse_block(block: bytes) -> SseEvent | None:
     text = block.decode("utf-8", errors="replace")
     event_name: str | None = None
     data_lines: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for line in text.split("\n"):
         if not line or line.startswith(":"):
             continue
         field, _, value = line.partition(":")
@@ -93,6 +104,6 @@ def _parse_block(block: bytes) -> SseEvent | None:
             data_lines.append(value)
         elif field == "event":
             event_name = value or None
-    if not data_lines and event_name is None:
-        return None
+    if not data_lines:
+        return None  # WHATWG: a block without data dispatches nothing
     return SseEvent(data="\n".join(data_lines), event=event_name, raw=block)

@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamStreamError, UpstreamTimeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +52,13 @@ class UpstreamResponse:
 
     async def read(self) -> bytes:
         try:
-            with _mapped_errors():
+            with _mapped_errors(after_headers=True):
                 return await self._response.aread()
         finally:
             await self.close()
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        with _mapped_errors():
+        with _mapped_errors(after_headers=True):
             async for chunk in self._response.aiter_raw():
                 yield chunk
 
@@ -101,7 +101,14 @@ class HttpxTransport:
 
 
 class _mapped_errors:
-    """Map httpx/aiohttp failures to UpstreamTimeout or UpstreamConnectError, once for all callers."""
+    """Map httpx/aiohttp failures into `sidecar.errors`, once for all callers: a timeout, a connection
+    that failed before the response (`UpstreamConnectError`), or a body that broke after the headers
+    arrived (`UpstreamStreamError`)."""
+
+    __slots__ = ("_broken",)
+
+    def __init__(self, *, after_headers: bool = False) -> None:
+        self._broken = UpstreamStreamError if after_headers else UpstreamConnectError
 
     def __enter__(self) -> None:
         return None
@@ -115,7 +122,7 @@ class _mapped_errors:
         ):
             raise UpstreamTimeout(f"upstream timed out: {type(cause).__name__}") from exc
         if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
-            raise UpstreamConnectError(f"upstream connection failed: {_describe(cause)}") from exc
+            raise self._broken(f"upstream connection failed: {_describe(cause)}") from exc
         return False
 
 

@@ -31,7 +31,8 @@ def test_validate_accepts_the_seed_config_and_names_the_ignored_sections(
     assert main(["validate", str(SEED)]) == 0
     out = capsys.readouterr().out
     assert "ok" in out
-    assert "session_recording" in out and "routing.health_monitor" in out
+    assert "session_recording" in out
+    assert "routing.health_monitor" in out
 
 
 def test_validate_prints_every_problem_with_its_path_and_exits_1(

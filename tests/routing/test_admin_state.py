@@ -1,0 +1,172 @@
+"""What `/admin/state` shows: config in force, limits and circuits — and never a credential."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sidecar.config import load_config_text
+from sidecar.providers.client import ProviderClient
+from sidecar.providers.http import Timeouts, UpstreamRequest, UpstreamResponse
+from sidecar.providers.ratelimit_headers import WaitSource
+from sidecar.routing.admin_state import describe_state
+from sidecar.routing.limits import LimitDecision, LimitKey, LimitReason, RateLimitTable
+from sidecar.routing.table import Clock, RouteTable
+
+SECRET = "sk-secret-123"
+ANTHROPIC_SECRET = "sk-ant-secret-456"
+NOW = 500.0
+WALL = 1_750_000_000.0
+
+CONFIG = f"""
+providers:
+  openai-primary:
+    type: openai
+    api_key: {SECRET}
+    headers: {{X-Team: search}}
+  anthropic-backup:
+    type: anthropic
+    api_key: ${{ANTHROPIC_KEY}}
+routing:
+  rules:
+    - name: gpt
+      priority: 10
+      matcher: {{model_pattern: "^gpt-"}}
+      strategy: {{type: limits-alternative, primary_providers: [openai-primary]}}
+      fallbacks: [anthropic-backup]
+    - name: default
+      matcher: {{always: true}}
+      primary: anthropic-backup
+"""
+
+
+class UnusedTransport:
+    """Satisfies the two-method seam; describing state must never send anything."""
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
+        raise AssertionError("describe_state must not call a provider")
+
+    async def close(self) -> None:
+        raise AssertionError("describe_state must not close a provider")
+
+
+@pytest.fixture
+def table() -> RouteTable:
+    loaded = load_config_text(CONFIG, source="test", env={"ANTHROPIC_KEY": ANTHROPIC_SECRET})
+    providers = loaded.config.providers
+    clients = {pid: ProviderClient(pid, provider, UnusedTransport()) for pid, provider in providers.items()}
+    return RouteTable(loaded, loaded.config.rules_by_priority(), providers, clients)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(monotonic=lambda: NOW, wall=lambda: WALL)
+
+
+def test_with_no_config_and_an_empty_table_the_state_is_empty(clock: Clock) -> None:
+    state = describe_state(None, RateLimitTable(capacity=50), clock)
+
+    assert state == {
+        "config": None,
+        "rate_limited": [],
+        "rate_limit_table": {"size": 0, "capacity": 50, "evictions": 0},
+        "circuits": [],
+    }
+
+
+def test_the_config_in_force_is_named_by_version_source_providers_and_rules(
+    table: RouteTable, clock: Clock
+) -> None:
+    state = describe_state(table, RateLimitTable(), clock)
+
+    assert state["config"] == {
+        "version": table.loaded.version,
+        "source": "test",
+        "providers": ["anthropic-backup", "openai-primary"],
+        "rules": ["gpt", "default"],
+    }
+    assert len(state["config"]["version"]) == 12
+
+
+def test_active_limits_are_listed_soonest_first_with_times_for_people(
+    table: RouteTable, clock: Clock
+) -> None:
+    limits = RateLimitTable()
+    limits.record(
+        LimitKey("openai-primary", "gpt-4o"),
+        LimitDecision(120.0, WaitSource.RETRY_AFTER, LimitReason.RATE_LIMIT),
+        NOW - 20,
+    )
+    limits.record(
+        LimitKey("anthropic-backup", None), LimitDecision(30.0, WaitSource.QUOTA, LimitReason.QUOTA), NOW
+    )
+    limits.record(
+        LimitKey("openai-primary", "gpt-4o-mini"),
+        LimitDecision(10.0, WaitSource.BACKOFF, LimitReason.RATE_LIMIT),
+        NOW - 60,
+    )
+
+    state = describe_state(table, limits, clock)
+
+    assert state["rate_limited"] == [
+        {
+            "provider": "anthropic-backup",
+            "model": None,
+            "reason": "quota",
+            "wait_source": "quota",
+            "wait_s": 30.0,
+            "remaining_s": 30.0,
+            "expires_at": WALL + 30,
+            "consecutive_429s": 1,
+        },
+        {
+            "provider": "openai-primary",
+            "model": "gpt-4o",
+            "reason": "rate_limit",
+            "wait_source": "retry-after",
+            "wait_s": 120.0,
+            "remaining_s": 100.0,
+            "expires_at": WALL + 100,
+            "consecutive_429s": 1,
+        },
+    ]
+    assert state["rate_limit_table"] == {"size": 3, "capacity": 1000, "evictions": 0}
+
+
+def test_times_are_rounded_to_milliseconds(clock: Clock) -> None:
+    limits = RateLimitTable()
+    limits.record(
+        LimitKey("p", "m"), LimitDecision(1.23456789, WaitSource.RETRY_AFTER_MS, LimitReason.RATE_LIMIT), NOW
+    )
+
+    [entry] = describe_state(None, limits, clock)["rate_limited"]
+
+    assert (entry["wait_s"], entry["remaining_s"]) == (1.235, 1.235)
+
+
+def test_the_state_serialises_to_json(table: RouteTable, clock: Clock) -> None:
+    limits = RateLimitTable()
+    limits.record(
+        LimitKey("openai-primary", None), LimitDecision(5, WaitSource.QUOTA, LimitReason.QUOTA), NOW
+    )
+
+    decoded = orjson.loads(orjson.dumps(describe_state(table, limits, clock)))
+
+    assert decoded["rate_limited"][0]["model"] is None
+
+
+def test_the_state_never_contains_an_api_key(table: RouteTable, clock: Clock) -> None:
+    limits = RateLimitTable()
+    limits.record(
+        LimitKey("openai-primary", "gpt-4o"),
+        LimitDecision(60, WaitSource.BACKOFF, LimitReason.RATE_LIMIT),
+        NOW,
+    )
+    assert table.providers["openai-primary"].api_key == SECRET  # the secret really is in the table
+
+    rendered = orjson.dumps(describe_state(table, limits, clock))
+
+    assert SECRET.encode() not in rendered
+    assert ANTHROPIC_SECRET.encode() not in rendered
+    assert b"sk-" not in rendered
+    assert b"Bearer" not in rendered
