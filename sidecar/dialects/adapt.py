@@ -15,6 +15,19 @@ import orjson
 
 from sidecar.dialects import Dialect
 from sidecar.dialects.sse import SseEvent
+from sidecar.dialects.translate_requests import (
+    anthropic_to_openai_request,
+    openai_to_anthropic_request,
+    unsupported_anthropic_features,
+    unsupported_openai_features,
+)
+from sidecar.dialects.translate_responses import (
+    anthropic_error_to_openai,
+    anthropic_to_openai_response,
+    openai_error_to_anthropic,
+    openai_to_anthropic_response,
+)
+from sidecar.dialects.translate_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from sidecar.errors import TranslationError
 
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -67,11 +80,73 @@ def plan_exchange(
     raw: bytes,
     requested_model: str,
     upstream_model: str,
+    default_max_tokens: int,
+    now: float,
 ) -> Exchange:
+    """Raises TranslationError when the request cannot be expressed for this provider (the
+    candidate is then skipped; the documented rules are in `translate_requests`)."""
     if client is provider:
         upstream_body = raw if upstream_model == requested_model else _with_model(body, upstream_model)
         return Exchange(upstream_body, None, None, lambda: PassthroughStream(client))
-    raise TranslationError(f"translation from {client.value} to {provider.value} is not available")
+    if client is Dialect.OPENAI:
+        return _openai_client_to_anthropic(body, upstream_model, default_max_tokens, int(now))
+    return _anthropic_client_to_openai(body, upstream_model, requested_model)
+
+
+def _openai_client_to_anthropic(
+    body: dict[str, Any], upstream_model: str, max_tokens: int, created: int
+) -> Exchange:
+    reason = unsupported_openai_features(body)
+    if reason is not None:
+        raise TranslationError(reason)
+    upstream = openai_to_anthropic_request(body, upstream_model=upstream_model, default_max_tokens=max_tokens)
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def convert_response(raw: bytes) -> bytes:
+        return orjson.dumps(anthropic_to_openai_response(_loads_object(raw), created=created))
+
+    def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
+        new_status, payload = anthropic_error_to_openai(status, raw)
+        return new_status, orjson.dumps(payload)
+
+    return Exchange(
+        orjson.dumps(upstream),
+        convert_response,
+        convert_error,
+        lambda: AnthropicToOpenAIStream(created=created, include_usage=include_usage),
+    )
+
+
+def _anthropic_client_to_openai(body: dict[str, Any], upstream_model: str, requested_model: str) -> Exchange:
+    reason = unsupported_anthropic_features(body)
+    if reason is not None:
+        raise TranslationError(reason)
+    upstream = anthropic_to_openai_request(body, upstream_model=upstream_model)
+
+    def convert_response(raw: bytes) -> bytes:
+        return orjson.dumps(openai_to_anthropic_response(_loads_object(raw)))
+
+    def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
+        new_status, payload = openai_error_to_anthropic(status, raw)
+        return new_status, orjson.dumps(payload)
+
+    return Exchange(
+        orjson.dumps(upstream),
+        convert_response,
+        convert_error,
+        lambda: OpenAIToAnthropicStream(requested_model=requested_model),
+    )
+
+
+def _loads_object(raw: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise TranslationError(f"the provider's answer is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise TranslationError("the provider's answer is not a JSON object")
+    return payload
 
 
 def _with_model(body: dict[str, Any], model: str) -> bytes:

@@ -19,7 +19,7 @@ from sidecar.dialects.adapt import Exchange, StreamConverter
 from sidecar.dialects.errors import render_stream_error
 from sidecar.dialects.sse import SseDecoder, SseEvent
 from sidecar.dialects.stream_events import EventKind, classify_event, stream_error
-from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from sidecar.errors import TranslationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 from sidecar.providers.classify import Outcome, ProviderError, classify, parse_error_body
 from sidecar.providers.client import ClientHeaders, ProviderClient
 from sidecar.providers.http import UpstreamResponse
@@ -82,6 +82,9 @@ async def run_attempt(
     except UpstreamError as exc:
         log.info("provider %s: %s", candidate.provider_id, exc)
         return AttemptFailure("stream_error")
+    except TranslationError as exc:
+        log.warning("provider %s: answer could not be translated: %s", candidate.provider_id, exc)
+        return AttemptFailure("translation_error")
 
 
 async def _failure_from_status(dialect: Dialect, response: UpstreamResponse) -> AttemptFailure:
@@ -148,7 +151,7 @@ async def _commit_stream(
                 if kind is EventKind.MALFORMED:
                     state.malformed += 1
                     continue
-                state.held.extend(state.converter.feed(event))
+                state.held.extend(_convert(state, event))
                 if kind is not EventKind.PREAMBLE:
                     committed = True
                     state.complete = kind in (EventKind.FINISH, EventKind.DONE)
@@ -185,8 +188,16 @@ def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> l
             state.complete = True
         elif kind is EventKind.ERROR:
             state.failed = True
-        frames.extend(state.converter.feed(event))
+        frames.extend(_convert(state, event))
     return frames
+
+
+def _convert(state: _StreamState, event: SseEvent) -> list[bytes]:
+    try:
+        return state.converter.feed(event)
+    except TranslationError:
+        state.malformed += 1  # an event the translator cannot read is dropped, like malformed SSE
+        return []
 
 
 async def _relay(

@@ -82,6 +82,8 @@ class Router:
                     raw=request.raw,
                     requested_model=request.model,
                     upstream_model=candidate.model,
+                    default_max_tokens=table.loaded.config.routing.default_max_tokens,
+                    now=self.clock.wall(),
                 )
             except TranslationError as exc:
                 log.info("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
