@@ -75,6 +75,8 @@ class Sidecar:
             clients={provider_id: client for provider_id, (_, client) in clients.items()},
         )
         self.router.limits.keep_only(set(clients))
+        self.router.circuits.settings = loaded.config.routing.circuit_breaker
+        self.router.circuits.keep_only(set(clients))
         log.info("config %s applied from %s", loaded.version, loaded.source)
         return self._table
 

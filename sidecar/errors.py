@@ -6,7 +6,7 @@
     ├── RoutingError
     │   ├── NoRouteError            no rule matches the requested model → 404
     │   ├── AllCandidatesLimited    every candidate is rate-limited → 429 + Retry-After
-    │   └── AllCandidatesFailed     every candidate failed otherwise → 502
+    │   └── AllCandidatesFailed     every candidate failed otherwise → 502 (503: circuits open)
     ├── UpstreamError               one attempt failed; the attempt loop turns these into outcomes
     │   ├── UpstreamTimeout         no answer in time (connect, headers or first token)
     │   ├── UpstreamConnectError    refused, reset or closed before an answer
@@ -75,12 +75,15 @@ class AllCandidatesLimited(RoutingError):
 
 
 class AllCandidatesFailed(RoutingError):
-    def __init__(self, reasons: Sequence[str], attempts: int, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, reasons: Sequence[str], attempts: int, retry_after_s: float | None = None, *, status: int = 502
+    ) -> None:
         summary = "; ".join(reasons) if reasons else "no candidate could be tried"
         super().__init__(f"every candidate failed: {summary}")
         self.reasons = tuple(reasons)
         self.attempts = attempts
-        self.retry_after_s = retry_after_s  # set when some candidates were rate-limited
+        self.retry_after_s = retry_after_s  # set when some candidates are limited or circuits open
+        self.status = status
 
 
 class UpstreamError(DetourError):

@@ -43,17 +43,24 @@ class StreamConverter(Protocol):
 
 
 class PassthroughStream:
-    """Same dialect: forward each event's own bytes; add the terminator if the provider left it out."""
+    """Same dialect: forward each event's own bytes; add the terminator if the provider left it out.
 
-    __slots__ = ("_dialect", "_terminated")
+    `strip_usage` drops the usage-only chunk of an OpenAI stream whose usage Detour asked for on its
+    own account (the client did not ask for it, so it must not see it)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    __slots__ = ("_dialect", "_strip_usage", "_terminated")
+
+    def __init__(self, dialect: Dialect, *, strip_usage: bool = False) -> None:
         self._dialect = dialect
+        self._strip_usage = strip_usage
         self._terminated = False
 
     def feed(self, event: SseEvent) -> list[bytes]:
-        if event.data == "[DONE]" or event.event == "message_stop":
+        data = event.data
+        if data == "[DONE]" or event.event == "message_stop":
             self._terminated = True
+        elif self._strip_usage and '"usage":{' in data and _is_usage_only(data):
+            return []
         return [event.encode()]
 
     def finish(self) -> list[bytes]:
@@ -82,10 +89,21 @@ def plan_exchange(
     upstream_model: str,
     default_max_tokens: int,
     now: float,
+    stream: bool = False,
 ) -> Exchange:
     """Raises TranslationError when the request cannot be expressed for this provider (the
     candidate is then skipped; the documented rules are in `translate_requests`)."""
     if client is provider:
+        if client is Dialect.OPENAI and stream and not _asks_for_usage(body):
+            # Streams report usage only when asked; Detour asks for its own accounting.
+            upstream = {
+                **body,
+                "model": upstream_model,
+                "stream_options": {**_options(body), "include_usage": True},
+            }
+            return Exchange(
+                orjson.dumps(upstream), None, None, lambda: PassthroughStream(client, strip_usage=True)
+            )
         upstream_body = raw if upstream_model == requested_model else _with_model(body, upstream_model)
         return Exchange(upstream_body, None, None, lambda: PassthroughStream(client))
     if client is Dialect.OPENAI:
@@ -100,8 +118,7 @@ def _openai_client_to_anthropic(
     if reason is not None:
         raise TranslationError(reason)
     upstream = openai_to_anthropic_request(body, upstream_model=upstream_model, default_max_tokens=max_tokens)
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    include_usage = _asks_for_usage(body)
 
     def convert_response(raw: bytes) -> bytes:
         return orjson.dumps(anthropic_to_openai_response(_loads_object(raw), created=created))
@@ -137,6 +154,23 @@ def _anthropic_client_to_openai(body: dict[str, Any], upstream_model: str, reque
         convert_error,
         lambda: OpenAIToAnthropicStream(requested_model=requested_model),
     )
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    options = body.get("stream_options")
+    return options if isinstance(options, dict) else {}
+
+
+def _asks_for_usage(body: dict[str, Any]) -> bool:
+    return _options(body).get("include_usage") is True
+
+
+def _is_usage_only(data: str) -> bool:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == []
 
 
 def _loads_object(raw: bytes) -> dict[str, Any]:

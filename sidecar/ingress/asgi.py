@@ -136,7 +136,9 @@ class DetourASGI:
 
     async def _admin_state(self, scope: Scope, receive: Receive, send: Send) -> None:
         router = self.runtime.router
-        state = describe_state(self.runtime.current_table(), router.limits, router.clock)
+        state = describe_state(
+            self.runtime.current_table(), router.limits, router.clock, router.circuits, router.counters
+        )
         await _send_whole(send, 200, [], orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
 

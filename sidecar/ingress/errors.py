@@ -31,7 +31,7 @@ def error_response(dialect: Dialect, exc: DetourError) -> tuple[int, list[tuple[
         if exc.retry_after_s is not None:
             headers = _retry_after(exc.retry_after_s)
         headers.append(("x-detour-attempts", str(exc.attempts)))
-        return 502, headers, render_error(dialect, 502, str(exc))
+        return exc.status, headers, render_error(dialect, exc.status, str(exc))
     return 500, headers, render_error(dialect, 500, f"internal error: {type(exc).__name__}")
 
 

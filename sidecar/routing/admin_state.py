@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.limits import RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
 
 
-def describe_state(table: RouteTable | None, limits: RateLimitTable, clock: Clock) -> dict[str, Any]:
+def describe_state(
+    table: RouteTable | None,
+    limits: RateLimitTable,
+    clock: Clock,
+    circuits: CircuitBreakers | None = None,
+    counters: object | None = None,
+) -> dict[str, Any]:
     now, wall = clock.monotonic(), clock.wall()
     limited = [
         {
@@ -38,5 +45,22 @@ def describe_state(table: RouteTable | None, limits: RateLimitTable, clock: Cloc
         "config": config,
         "rate_limited": limited,
         "rate_limit_table": {"size": len(limits), "capacity": limits.capacity, "evictions": limits.evictions},
-        "circuits": [],
+        "circuits": _circuits(circuits, now) if circuits is not None else [],
+        "counters": dict(vars(counters)) if counters is not None else {},
     }
+
+
+def _circuits(circuits: CircuitBreakers, now: float) -> list[dict[str, Any]]:
+    described = []
+    for (provider_id, model), circuit in circuits.items():
+        reopens = circuits.reopens_at(provider_id, model)
+        described.append(
+            {
+                "provider": provider_id,
+                "model": model,
+                "state": circuit.state.value,
+                "consecutive_failures": circuit.consecutive_failures,
+                "retry_in_s": round(max(reopens - now, 0.0), 3) if reopens is not None else None,
+            }
+        )
+    return described

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sidecar.dialects import Dialect
 from sidecar.dialects.adapt import Exchange, StreamConverter
@@ -58,7 +59,11 @@ async def run_attempt(
     client_dialect: Dialect,
     stream: bool,
     headers_in: ClientHeaders,
+    counters: StreamCounters,
 ) -> RoutedResponse | AttemptFailure:
+    """`timeout_secs` bounds a whole non-streaming attempt; a stream is bounded until its first
+    content event by `first_token_timeout_secs` (else `timeout_secs`), and between events by
+    `stream_idle_timeout_secs`."""
     config = client.config
     deadline = config.first_token_timeout_secs if stream and config.first_token_timeout_secs else None
     try:
@@ -71,7 +76,10 @@ async def run_attempt(
                 if exchange.convert_response is not None:
                     body = exchange.convert_response(body)
                 return _whole(response, candidate, body)
-            return await _commit_stream(response, client.dialect, client_dialect, candidate, exchange)
+            state = _StreamState(
+                SseDecoder(), exchange.new_stream_converter(), [], counters, config.stream_idle_timeout_secs
+            )
+            return await _commit_stream(response, client.dialect, client_dialect, candidate, state)
     except UpstreamTimeout:
         return AttemptFailure("timeout")
     except TimeoutError:
@@ -109,14 +117,27 @@ def _forwarded(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return [(name, headers[name]) for name in _FORWARDED_RESPONSE_HEADERS if name in headers]
 
 
+class StreamCounters(Protocol):
+    malformed_events: int
+    timeouts: int
+
+
 @dataclass(slots=True)
 class _StreamState:
     decoder: SseDecoder
     converter: StreamConverter
     held: list[bytes]
+    counters: StreamCounters
+    idle_timeout_s: float | None
     complete: bool = False  # the provider finished its answer (finish_reason / message_delta / done)
     failed: bool = False  # the provider reported an error in-band; it was forwarded to the client
-    malformed: int = 0
+
+    async def next_chunk(self, chunks: AsyncIterator[bytes]) -> bytes:
+        """The next upstream chunk; TimeoutError when the stream stalls past the idle timeout."""
+        if self.idle_timeout_s is None:
+            return await chunks.__anext__()
+        async with asyncio.timeout(self.idle_timeout_s):
+            return await chunks.__anext__()
 
 
 async def _commit_stream(
@@ -124,16 +145,15 @@ async def _commit_stream(
     provider_dialect: Dialect,
     client_dialect: Dialect,
     candidate: Candidate,
-    exchange: Exchange,
+    state: _StreamState,
 ) -> RoutedResponse | AttemptFailure:
     """Read until the first content event; a failure before it is an ordinary attempt failure."""
-    state = _StreamState(SseDecoder(), exchange.new_stream_converter(), [])
     chunks = response.iter_bytes().__aiter__()
     committed = False
     try:
         while not committed:
             try:
-                chunk = await chunks.__anext__()
+                chunk = await state.next_chunk(chunks)
             except StopAsyncIteration:
                 events = state.decoder.flush()
                 if not events:
@@ -149,7 +169,7 @@ async def _commit_stream(
                 if kind is EventKind.ERROR:
                     return _failure_from_stream_event(provider_dialect, event)
                 if kind is EventKind.MALFORMED:
-                    state.malformed += 1
+                    state.counters.malformed_events += 1
                     continue
                 state.held.extend(_convert(state, event))
                 if kind is not EventKind.PREAMBLE:
@@ -182,7 +202,7 @@ def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> l
     for event in events:
         kind = classify_event(dialect, event)
         if kind is EventKind.MALFORMED:
-            state.malformed += 1
+            state.counters.malformed_events += 1
             continue
         if kind in (EventKind.FINISH, EventKind.DONE):
             state.complete = True
@@ -196,7 +216,7 @@ def _convert(state: _StreamState, event: SseEvent) -> list[bytes]:
     try:
         return state.converter.feed(event)
     except TranslationError:
-        state.malformed += 1  # an event the translator cannot read is dropped, like malformed SSE
+        state.counters.malformed_events += 1  # unreadable for the translator: dropped, like bad SSE
         return []
 
 
@@ -212,7 +232,11 @@ async def _relay(
             yield frame
         state.held.clear()
         try:
-            async for chunk in chunks:
+            while True:
+                try:
+                    chunk = await state.next_chunk(chunks)
+                except StopAsyncIteration:
+                    break
                 for frame in _forward(state, provider_dialect, state.decoder.feed(chunk)):
                     yield frame
             for frame in _forward(state, provider_dialect, state.decoder.flush()):
@@ -220,6 +244,13 @@ async def _relay(
         except UpstreamError as exc:
             log.warning("stream from upstream broke after content was sent: %s", exc)
             yield render_stream_error(client_dialect, 502, f"the provider's stream broke: {exc}")
+            return
+        except TimeoutError:
+            state.counters.timeouts += 1
+            log.warning("stream from upstream stalled for %s s after content was sent", state.idle_timeout_s)
+            yield render_stream_error(
+                client_dialect, 504, "the provider's stream stalled", error_type="timeout"
+            )
             return
         if state.complete:
             for frame in state.converter.finish():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import NoReturn
 
-from sidecar.dialects.adapt import plan_exchange
+from sidecar.config.models import Rule
+from sidecar.dialects.adapt import Exchange, plan_exchange
 from sidecar.errors import (
     AllCandidatesFailed,
     AllCandidatesLimited,
@@ -22,8 +24,10 @@ from sidecar.errors import (
     TranslationError,
 )
 from sidecar.providers.classify import Outcome
+from sidecar.providers.client import ProviderClient
 from sidecar.providers.ratelimit_headers import parse_rate_limit_hint
 from sidecar.routing.attempt import AttemptFailure, run_attempt
+from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.events import FailedOver, Observer, RateLimited, Served
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.limits import LimitKey, RateLimitTable, decide_limit
@@ -34,6 +38,35 @@ log = logging.getLogger("detour.routing")
 
 DEFAULT_BACKOFF_BASE_S = 60.0
 DEFAULT_MAX_BACKOFF_S = 3600.0
+# Failures worth one more try on the same candidate: a 5xx or a lost connection may be transient,
+# while a timeout means a silent provider that should not be asked again in this request.
+RETRIABLE = frozenset({"server_error", "connect_error", "stream_error"})
+# Failures that count toward a candidate's circuit breaker (429s have their own state).
+CIRCUIT_FAILURES = frozenset({"server_error", "connect_error", "stream_error", "timeout"})
+
+
+@dataclass
+class Counters:
+    """Totals since start, shown in /admin/state (telemetry exports the same as metrics)."""
+
+    retries: int = 0
+    timeouts: int = 0
+    circuit_opens: int = 0
+    malformed_events: int = 0
+
+
+@dataclass
+class _Pass:
+    """What one pass over a rule's candidates found, for deciding what the client gets."""
+
+    limited_until: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    ineligible: list[str] = field(default_factory=list)
+    unavailable_until: list[float] = field(default_factory=list)  # open circuits
+    attempts: int = 0
+    told_to_retry_now: bool = False
+    previous: tuple[Candidate, str] | None = None
+    fallbacks_only: bool = False
 
 
 class Router:
@@ -42,14 +75,17 @@ class Router:
         table: Callable[[], RouteTable],
         *,
         limits: RateLimitTable,
+        circuits: CircuitBreakers | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observers: Sequence[Observer] = (),
     ) -> None:
         self._table = table
         self.limits = limits
+        self.circuits = circuits or CircuitBreakers()
         self.rotations = Rotations()
         self.clock = clock or Clock()
+        self.counters = Counters()
         self._rng = rng or random.Random()
         self.observers = list(observers)
 
@@ -58,20 +94,32 @@ class Router:
         rule = match_rule(table.rules, request.model)
         if rule is None:
             raise NoRouteError(request.model)
-        candidates = plan(rule, request.model, dict(table.providers), self.rotations)
-        limited_until: list[float] = []
-        failures: list[str] = []
-        ineligible: list[str] = []
+        max_wait = getattr(rule.strategy, "max_wait_for_retry_after_secs", 0.0)
         attempts = 0
-        previous: tuple[Candidate, str] | None = None
-        fallbacks_only = False
-        told_to_retry_now = False
+        while True:
+            tally = _Pass(attempts=attempts)
+            response = await self._one_pass(request, table, rule, tally)
+            if response is not None:
+                return response
+            attempts = tally.attempts
+            wait = self._worth_waiting(tally, max_wait)
+            if wait is None:
+                self._exhausted(tally)
+            # Every candidate is limited and the soonest comes back within the rule's patience.
+            await self.clock.sleep(wait)
+            max_wait = 0.0  # wait at most once per request
+
+    async def _one_pass(
+        self, request: InboundRequest, table: RouteTable, rule: Rule, tally: _Pass
+    ) -> RoutedResponse | None:
+        candidates = plan(rule, request.model, table.providers, self.rotations)
         for candidate in candidates:
-            if fallbacks_only and candidate.role is not Role.FALLBACK:
+            if tally.fallbacks_only and candidate.role is not Role.FALLBACK:
                 continue
-            until = self.limits.blocked_until(candidate.provider_id, candidate.model, self.clock.monotonic())
+            now = self.clock.monotonic()
+            until = self.limits.blocked_until(candidate.provider_id, candidate.model, now)
             if until is not None:
-                limited_until.append(until)
+                tally.limited_until.append(until)
                 continue
             client = table.clients[candidate.provider_id]
             try:
@@ -84,14 +132,53 @@ class Router:
                     upstream_model=candidate.model,
                     default_max_tokens=table.loaded.config.routing.default_max_tokens,
                     now=self.clock.wall(),
+                    stream=request.stream,
                 )
             except TranslationError as exc:
                 log.info("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
-                ineligible.append(f"{candidate.provider_id}: {exc}")
+                tally.ineligible.append(f"{candidate.provider_id}: {exc}")
                 continue
-            if previous is not None:
-                self._emit_failover(previous[0], candidate, previous[1])
-            attempts += 1
+            if not self.circuits.allows(candidate.provider_id, candidate.model, now):
+                reopens = self.circuits.reopens_at(candidate.provider_id, candidate.model)
+                tally.unavailable_until.append(reopens if reopens is not None else now)
+                continue
+            if tally.previous is not None:
+                self._emit_failover(tally.previous[0], candidate, tally.previous[1])
+            result = await self._try_candidate(client, candidate, exchange, request, tally)
+            if isinstance(result, RoutedResponse):
+                result.attempts = tally.attempts
+                self._emit_served(candidate, tally.attempts, candidates[0])
+                return result
+            if result.outcome is Outcome.CLIENT_ERROR:
+                return self._client_error(candidate, result, tally.attempts, exchange.convert_error)
+            if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
+                expiry = self._record_limit(rule.strategy, candidate, result)
+                if expiry is not None:
+                    tally.limited_until.append(expiry)
+                else:
+                    tally.told_to_retry_now = True
+            else:
+                tally.failures.append(f"{candidate.provider_id}: {result.reason}")
+                if result.outcome is Outcome.CONTEXT_LENGTH:
+                    tally.fallbacks_only = True  # a larger model may fit; the same model never will
+            tally.previous = (candidate, result.reason)
+        return None
+
+    async def _try_candidate(
+        self,
+        client: ProviderClient,
+        candidate: Candidate,
+        exchange: Exchange,
+        request: InboundRequest,
+        tally: _Pass,
+    ) -> RoutedResponse | AttemptFailure:
+        """One candidate, with the bounded same-candidate retry for 5xx and lost connections."""
+        config = client.config
+        probing = self.circuits.is_probing(candidate.provider_id, candidate.model)
+        retries_left = 0 if probing else config.max_retries  # a probe is one request, no more
+        backoff_s = config.retry_backoff_ms / 1000
+        while True:
+            tally.attempts += 1
             result = await run_attempt(
                 client,
                 candidate,
@@ -99,28 +186,38 @@ class Router:
                 client_dialect=request.dialect,
                 stream=request.stream,
                 headers_in=request.headers,
+                counters=self.counters,
             )
             if isinstance(result, RoutedResponse):
                 self.limits.record_success(candidate.provider_id, candidate.model)
-                result.attempts = attempts
-                self._emit_served(candidate, attempts, candidates[0])
+                self.circuits.record_success(candidate.provider_id, candidate.model)
                 return result
-            if result.outcome is Outcome.CLIENT_ERROR:
-                return self._client_error(candidate, result, attempts, exchange.convert_error)
-            if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
-                expiry = self._record_limit(rule.strategy, candidate, result)
-                if expiry is not None:
-                    limited_until.append(expiry)
-                else:
-                    told_to_retry_now = True
-            else:
-                failures.append(f"{candidate.provider_id}: {result.reason}")
-                if result.outcome is Outcome.CONTEXT_LENGTH:
-                    fallbacks_only = True  # a larger model may fit; the same model never will
-            previous = (candidate, result.reason)
-        if not (limited_until or failures or told_to_retry_now) and ineligible:
-            raise RequestError("no provider of this route can serve the request: " + "; ".join(ineligible))
-        self._exhausted(limited_until, failures, attempts, told_to_retry_now=told_to_retry_now)
+            if result.reason not in RETRIABLE or retries_left == 0:
+                break
+            retries_left -= 1
+            self.counters.retries += 1
+            # Full jitter around a doubling base: concurrent retries do not arrive in lockstep.
+            await self.clock.sleep(backoff_s * self._rng.uniform(0.5, 1.5))
+            backoff_s *= 2
+        if result.reason == "timeout":
+            self.counters.timeouts += 1
+        if result.reason in CIRCUIT_FAILURES:
+            if self.circuits.record_failure(candidate.provider_id, candidate.model, self.clock.monotonic()):
+                self.counters.circuit_opens += 1
+                log.warning(
+                    "circuit of %s / %s opened after repeated failures",
+                    candidate.provider_id,
+                    candidate.model,
+                )
+        else:
+            self.circuits.release_probe(candidate.provider_id, candidate.model)
+        return result
+
+    def _worth_waiting(self, tally: _Pass, max_wait: float) -> float | None:
+        if max_wait <= 0 or tally.failures or tally.unavailable_until or not tally.limited_until:
+            return None
+        wait = min(tally.limited_until) - self.clock.monotonic()
+        return max(wait, 0.0) if wait <= max_wait else None
 
     def _record_limit(self, strategy: object, candidate: Candidate, failure: AttemptFailure) -> float | None:
         quota = failure.outcome is Outcome.QUOTA_EXHAUSTED
@@ -178,17 +275,25 @@ class Router:
             body=body,
         )
 
-    def _exhausted(
-        self, limited_until: list[float], failures: list[str], attempts: int, *, told_to_retry_now: bool
-    ) -> NoReturn:
+    def _exhausted(self, tally: _Pass) -> NoReturn:
         now = self.clock.monotonic()
-        if limited_until and not failures:
-            raise AllCandidatesLimited(max(min(limited_until) - now, 0.0), attempts)
-        if told_to_retry_now and not failures:
+        failed_or_closed = bool(tally.failures or tally.unavailable_until)
+        if tally.ineligible and not (failed_or_closed or tally.limited_until or tally.told_to_retry_now):
+            reasons = "; ".join(tally.ineligible)
+            raise RequestError(f"no provider of this route can serve the request: {reasons}")
+        if tally.limited_until and not failed_or_closed:
+            raise AllCandidatesLimited(max(min(tally.limited_until) - now, 0.0), tally.attempts)
+        if tally.told_to_retry_now and not failed_or_closed:
             # Every provider said "retry now" (retry-after: 0): still a 429, but never a hot loop.
-            raise AllCandidatesLimited(1.0, attempts)
-        retry_after = max(min(limited_until) - now, 0.0) if limited_until else None
-        raise AllCandidatesFailed(failures, attempts, retry_after)
+            raise AllCandidatesLimited(1.0, tally.attempts)
+        comeback = tally.limited_until + tally.unavailable_until
+        retry_after = max(min(comeback) - now, 0.0) if comeback else None
+        reasons_list = list(tally.failures)
+        if tally.unavailable_until:
+            reasons_list.append(f"{len(tally.unavailable_until)} candidate(s) with an open circuit")
+        # 502: a provider failed during this request; 503: nothing could be tried, circuits are open.
+        status = 502 if tally.failures else 503
+        raise AllCandidatesFailed(reasons_list, tally.attempts, retry_after, status=status)
 
     def _emit_failover(self, source: Candidate, target: Candidate, reason: str) -> None:
         if not self.observers:

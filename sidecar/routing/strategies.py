@@ -8,6 +8,7 @@ the plan is the full preference order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -62,7 +63,7 @@ class Rotations:
 
 
 def plan(
-    rule: Rule, requested_model: str, providers: dict[str, ProviderConfig], rotations: Rotations
+    rule: Rule, requested_model: str, providers: Mapping[str, ProviderConfig], rotations: Rotations
 ) -> list[Candidate]:
     ordered: list[tuple[str, Role]] = []
     strategy = rule.strategy

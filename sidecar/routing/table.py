@@ -6,8 +6,9 @@ in-flight requests finish on the snapshot they started with (SPEC §1).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from sidecar.config.loader import LoadedConfig
@@ -29,7 +30,9 @@ class RouteTable:
 
 @dataclass(frozen=True)
 class Clock:
-    """Monotonic time for expiries, wall time for HTTP dates and for showing expiries to people."""
+    """Monotonic time for expiries, wall time for HTTP dates and for showing expiries to people,
+    and the one way the router waits (retry backoff, `max_wait_for_retry_after_secs`)."""
 
     monotonic: Callable[[], float] = field(default=time.monotonic)
     wall: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)

@@ -127,6 +127,36 @@ class ResetConnection:
     """Drop the connection with a TCP RST before any response byte."""
 
 
+@dataclass(frozen=True, slots=True)
+class SlowStream:
+    """Stream `reply` with the headers at once, then `first_event_delay_s` before the first event and
+    `between_events_s` between the others: a slow first token, or a stall mid-stream."""
+
+    first_event_delay_s: float = 0.0
+    between_events_s: float = 0.0
+    reply: Reply | None = None
+    stall_after_events: int | None = None  # then wait `stall_s` once, before the next event
+    stall_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedEvent:
+    """Stream `reply` with one event that is not valid JSON after the first `after_events` events."""
+
+    after_events: int
+    reply: Reply | None = None
+    garbage: bytes = b"data: {this is not json\n\n"
+
+
 Behaviour: TypeAlias = (
-    Reply | RateLimit | ServerError | ErrorReply | Delay | CutStream | Hang | ResetConnection
+    Reply
+    | RateLimit
+    | ServerError
+    | ErrorReply
+    | Delay
+    | CutStream
+    | Hang
+    | ResetConnection
+    | SlowStream
+    | MalformedEvent
 )

@@ -13,7 +13,7 @@ import socket
 import struct
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -26,10 +26,12 @@ from sidecar.simulate.behaviours import (
     Delay,
     ErrorReply,
     Hang,
+    MalformedEvent,
     RateLimit,
     Reply,
     ResetConnection,
     ServerError,
+    SlowStream,
 )
 from sidecar.simulate.limiter import WindowLimiter, WindowState
 from sidecar.simulate.openai_api import OpenAIDialect
@@ -225,6 +227,14 @@ class SimulatedProvider:
             case CutStream(reply=reply):
                 completion = self._completion(reply or Reply(), body, model, limits)
                 return await self._send(request, self._wire.complete(completion), cut=behaviour)
+            case SlowStream(reply=reply):
+                completion = self._completion(reply or Reply(), body, model, limits)
+                return await self._send(request, self._wire.complete(completion), slow=behaviour)
+            case MalformedEvent(reply=reply, after_events=after, garbage=garbage):
+                answer = self._wire.complete(self._completion(reply or Reply(), body, model, limits))
+                if answer.events is not None:
+                    answer = replace(answer, events=[*answer.events[:after], garbage, *answer.events[after:]])
+                return await self._send(request, answer)
             case Hang():
                 await self._stopping.wait()
                 return _dropped(request, reset=False)
@@ -246,7 +256,11 @@ class SimulatedProvider:
         return True
 
     async def _send(
-        self, request: web.Request, answer: Answer, cut: CutStream | None = None
+        self,
+        request: web.Request,
+        answer: Answer,
+        cut: CutStream | None = None,
+        slow: SlowStream | None = None,
     ) -> web.StreamResponse:
         if cut is None and answer.events is None:
             return _json_response(answer)
@@ -263,7 +277,9 @@ class SimulatedProvider:
             chunks = answer.events if cut is None else answer.events[: cut.after_events]
         try:
             await response.prepare(request)
-            for chunk in chunks:
+            for index, chunk in enumerate(chunks):
+                if slow is not None and await self._stopped_within(_delay_before(slow, index)):
+                    return _dropped(request, reset=False, response=response)
                 await response.write(chunk)
             if cut is None or (cut.how == "end" and answer.events is not None):
                 await response.write_eof()
@@ -273,6 +289,13 @@ class SimulatedProvider:
         if cut.how == "hang":
             await self._stopping.wait()
         return _dropped(request, reset=cut.how == "reset", response=response)
+
+
+def _delay_before(slow: SlowStream, index: int) -> float:
+    delay = slow.first_event_delay_s if index == 0 else slow.between_events_s
+    if slow.stall_after_events is not None and index == slow.stall_after_events:
+        delay += slow.stall_s
+    return delay
 
 
 def _json_response(answer: Answer) -> web.Response:

@@ -116,7 +116,7 @@ async def test_retry_after_zero_skips_the_provider_for_this_request_only() -> No
 
 async def test_a_server_error_fails_over_and_is_not_recorded_as_a_rate_limit() -> None:
     async with SimulatedProvider("anthropic") as primary, SimulatedProvider("anthropic") as backup:
-        primary.script(ServerError(529))
+        primary.script(ServerError(529), ServerError(503))  # the first try and its one retry
         providers = {
             "primary": provider("anthropic", primary.base_url),
             "backup": provider("anthropic", backup.base_url),
@@ -136,6 +136,7 @@ async def test_a_server_error_fails_over_and_is_not_recorded_as_a_rate_limit() -
 
     assert response.status_code == 200
     assert response.headers["x-detour-provider"] == "backup"
+    assert response.headers["x-detour-attempts"] == "3"
     assert detour.observer.rate_limited == []
     assert [e.reason for e in detour.observer.failovers] == ["server_error"]
 
@@ -201,7 +202,7 @@ async def test_a_client_error_is_returned_as_the_provider_sent_it_without_failov
 
 async def test_when_every_candidate_fails_without_a_limit_the_client_gets_502_in_its_dialect() -> None:
     async with SimulatedProvider("anthropic") as primary:
-        primary.script(ServerError(500))
+        primary.default = ServerError(500)
         providers = {"primary": provider("anthropic", primary.base_url)}
         async with running_sidecar(config_text(providers, [limits_alternative_rule(["primary"])])) as detour:
             async with httpx.AsyncClient(base_url=detour.url) as client:
@@ -213,6 +214,7 @@ async def test_when_every_candidate_fails_without_a_limit_the_client_gets_502_in
                 response = await client.post("/v1/messages", json=body, headers={"x-api-key": "k"})
 
     assert response.status_code == 502
+    assert response.headers["x-detour-attempts"] == "2", "one try and one same-candidate retry"
     assert response.json()["type"] == "error"
     assert response.json()["error"]["type"] == "api_error"
 

@@ -33,7 +33,7 @@ async def test_an_openai_stream_cut_before_any_content_fails_over_transparently(
         SimulatedProvider("openai") as primary,
         SimulatedProvider("openai", reply_text=STORY) as backup,
     ):
-        primary.script(CutStream(after_events=1, how=how))  # the role-only chunk, then nothing
+        primary.default = CutStream(after_events=1, how=how)  # the role-only chunk, then nothing
         async with running_sidecar(pair("openai", primary, backup)) as detour:
             client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk", max_retries=0)
             stream = await client.chat.completions.create(model="gpt-4o", messages=PROMPT, stream=True)

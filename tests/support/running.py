@@ -22,6 +22,7 @@ class FakeClock:
 
     def __init__(self, start_wall: float = 1_750_000_000.0) -> None:
         self.offset = 0.0
+        self.slept: list[float] = []
         self._start_wall = start_wall
 
     def monotonic(self) -> float:
@@ -33,8 +34,14 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
+    async def sleep(self, seconds: float) -> None:
+        """The router's waits pass instantly: time jumps, and the loop gets one turn."""
+        self.slept.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
     def as_clock(self) -> Clock:
-        return Clock(monotonic=self.monotonic, wall=self.wall)
+        return Clock(monotonic=self.monotonic, wall=self.wall, sleep=self.sleep)
 
 
 class RecordingObserver:
