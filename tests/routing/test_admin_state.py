@@ -6,10 +6,13 @@ import orjson
 import pytest
 
 from sidecar.config import load_config_text
+from sidecar.config.models import CircuitBreakerConfig
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import Timeouts, UpstreamRequest, UpstreamResponse
 from sidecar.providers.ratelimit_headers import WaitSource
 from sidecar.routing.admin_state import describe_state
+from sidecar.routing.circuits import CircuitBreakers
+from sidecar.routing.failover import Counters
 from sidecar.routing.limits import LimitDecision, LimitKey, LimitReason, RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
 
@@ -71,6 +74,7 @@ def test_with_no_config_and_an_empty_table_the_state_is_empty(clock: Clock) -> N
         "rate_limited": [],
         "rate_limit_table": {"size": 0, "capacity": 50, "evictions": 0},
         "circuits": [],
+        "counters": {},
     }
 
 
@@ -170,3 +174,24 @@ def test_the_state_never_contains_an_api_key(table: RouteTable, clock: Clock) ->
     assert ANTHROPIC_SECRET.encode() not in rendered
     assert b"sk-" not in rendered
     assert b"Bearer" not in rendered
+
+
+def test_open_circuits_and_counters_are_shown_with_when_they_may_be_retried(clock: Clock) -> None:
+    circuits = CircuitBreakers(
+        CircuitBreakerConfig(failure_threshold=1, success_threshold=1, timeout_secs=30)
+    )
+    circuits.record_failure("primary", "gpt-4o", clock.monotonic())
+    counters = Counters(retries=3)
+
+    state = describe_state(None, RateLimitTable(), clock, circuits, counters)
+
+    assert state["circuits"] == [
+        {
+            "provider": "primary",
+            "model": "gpt-4o",
+            "state": "open",
+            "consecutive_failures": 1,
+            "retry_in_s": 30.0,
+        }
+    ]
+    assert state["counters"]["retries"] == 3
