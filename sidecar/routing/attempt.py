@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sidecar.dialects import Dialect
 from sidecar.dialects.adapt import Exchange, StreamConverter
+from sidecar.dialects.continuation import read_delta
 from sidecar.dialects.errors import render_stream_error
 from sidecar.dialects.sse import SseDecoder, SseEvent
 from sidecar.dialects.stream_events import EventKind, classify_event, stream_error
@@ -25,6 +26,7 @@ from sidecar.providers.classify import Outcome, ProviderError, classify, parse_e
 from sidecar.providers.client import ClientHeaders, ProviderClient
 from sidecar.providers.http import UpstreamResponse
 from sidecar.routing.exchange import RoutedResponse
+from sidecar.routing.resume import Resumer, SentLedger
 from sidecar.routing.strategies import Candidate
 
 log = logging.getLogger("detour.attempt")
@@ -60,6 +62,7 @@ async def run_attempt(
     stream: bool,
     headers_in: ClientHeaders,
     counters: StreamCounters,
+    resumer: Resumer | None = None,
 ) -> RoutedResponse | AttemptFailure:
     """`timeout_secs` bounds a whole non-streaming attempt; a stream is bounded until its first
     content event by `first_token_timeout_secs` (else `timeout_secs`), and between events by
@@ -79,6 +82,8 @@ async def run_attempt(
             state = _StreamState(
                 SseDecoder(), exchange.new_stream_converter(), [], counters, config.stream_idle_timeout_secs
             )
+            if resumer is not None:
+                state.resumer, state.ledger = resumer, SentLedger()
             return await _commit_stream(response, client.dialect, client_dialect, candidate, state)
     except UpstreamTimeout:
         return AttemptFailure("timeout")
@@ -129,8 +134,11 @@ class _StreamState:
     held: list[bytes]
     counters: StreamCounters
     idle_timeout_s: float | None
+    resumer: Resumer | None = None
+    ledger: SentLedger | None = None  # kept only when the stream may be resumed
     complete: bool = False  # the provider finished its answer (finish_reason / message_delta / done)
     failed: bool = False  # the provider reported an error in-band; it was forwarded to the client
+    held_error: list[bytes] = field(default_factory=list)  # an in-band error held back for a resume
 
     async def next_chunk(self, chunks: AsyncIterator[bytes]) -> bytes:
         """The next upstream chunk; TimeoutError when the stream stalls past the idle timeout."""
@@ -172,6 +180,8 @@ async def _commit_stream(
                     state.counters.malformed_events += 1
                     continue
                 state.held.extend(_convert(state, event))
+                if state.ledger is not None:
+                    state.ledger.add(read_delta(provider_dialect, event))
                 if kind is not EventKind.PREAMBLE:
                     committed = True
                     state.complete = kind in (EventKind.FINISH, EventKind.DONE)
@@ -208,6 +218,11 @@ def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> l
             state.complete = True
         elif kind is EventKind.ERROR:
             state.failed = True
+            if state.resumer is not None:
+                state.held_error = _convert(state, event)  # sent only if no resume succeeds
+                continue
+        if state.ledger is not None:
+            state.ledger.add(read_delta(dialect, event))
         frames.extend(_convert(state, event))
     return frames
 
@@ -227,12 +242,13 @@ async def _relay(
     provider_dialect: Dialect,
     client_dialect: Dialect,
 ) -> AsyncIterator[bytes]:
+    error: list[bytes]
     try:
         for frame in state.held:
             yield frame
         state.held.clear()
         try:
-            while True:
+            while not state.failed:
                 try:
                     chunk = await state.next_chunk(chunks)
                 except StopAsyncIteration:
@@ -243,21 +259,27 @@ async def _relay(
                 yield frame
         except UpstreamError as exc:
             log.warning("stream from upstream broke after content was sent: %s", exc)
-            yield render_stream_error(client_dialect, 502, f"the provider's stream broke: {exc}")
-            return
+            error = [render_stream_error(client_dialect, 502, f"the provider's stream broke: {exc}")]
         except TimeoutError:
             state.counters.timeouts += 1
             log.warning("stream from upstream stalled for %s s after content was sent", state.idle_timeout_s)
-            yield render_stream_error(
-                client_dialect, 504, "the provider's stream stalled", error_type="timeout"
-            )
-            return
-        if state.complete:
-            for frame in state.converter.finish():
-                yield frame
-        elif not state.failed:
-            yield render_stream_error(
-                client_dialect, 502, "the provider's stream ended before the answer was complete"
-            )
+            message = "the provider's stream stalled"
+            error = [render_stream_error(client_dialect, 504, message, error_type="timeout")]
+        else:
+            if state.complete and not state.failed:
+                for frame in state.converter.finish():
+                    yield frame
+                return
+            message = "the provider's stream ended before the answer was complete"
+            ended_early = [] if state.failed else [render_stream_error(client_dialect, 502, message)]
+            error = state.held_error or ended_early
     finally:
         await response.close()
+    if state.resumer is not None and state.ledger is not None and state.ledger.plain:
+        continuation = await state.resumer(state.ledger)
+        if continuation is not None:
+            async for frame in continuation:
+                yield frame
+            return
+    for frame in error:
+        yield frame

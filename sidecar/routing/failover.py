@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 from sidecar.config.models import Rule
 from sidecar.dialects.adapt import Exchange, plan_exchange
+from sidecar.dialects.continuation import ContinuationFrames
 from sidecar.errors import (
     AllCandidatesFailed,
     AllCandidatesLimited,
@@ -31,6 +32,7 @@ from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.events import FailedOver, Observer, RateLimited, Served
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.limits import LimitKey, RateLimitTable, decide_limit
+from sidecar.routing.resume import Refused, Resumer, SentLedger, open_continuation
 from sidecar.routing.strategies import Candidate, Role, Rotations, match_rule, plan
 from sidecar.routing.table import Clock, RouteTable
 
@@ -67,6 +69,7 @@ class _Pass:
     told_to_retry_now: bool = False
     previous: tuple[Candidate, str] | None = None
     fallbacks_only: bool = False
+    tried: set[Candidate] = field(default_factory=set)
 
 
 class Router:
@@ -113,6 +116,11 @@ class Router:
         self, request: InboundRequest, table: RouteTable, rule: Rule, tally: _Pass
     ) -> RoutedResponse | None:
         candidates = plan(rule, request.model, table.providers, self.rotations)
+        resumer = (
+            self._resumer(request, table, candidates, tally)
+            if rule.resume_streams and request.stream
+            else None
+        )
         for candidate in candidates:
             if tally.fallbacks_only and candidate.role is not Role.FALLBACK:
                 continue
@@ -123,17 +131,7 @@ class Router:
                 continue
             client = table.clients[candidate.provider_id]
             try:
-                exchange = plan_exchange(
-                    request.dialect,
-                    client.dialect,
-                    body=request.body,
-                    raw=request.raw,
-                    requested_model=request.model,
-                    upstream_model=candidate.model,
-                    default_max_tokens=table.loaded.config.routing.default_max_tokens,
-                    now=self.clock.wall(),
-                    stream=request.stream,
-                )
+                exchange = self._exchange(request, table, client, candidate)
             except TranslationError as exc:
                 log.info("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
                 tally.ineligible.append(f"{candidate.provider_id}: {exc}")
@@ -144,7 +142,8 @@ class Router:
                 continue
             if tally.previous is not None:
                 self._emit_failover(tally.previous[0], candidate, tally.previous[1])
-            result = await self._try_candidate(client, candidate, exchange, request, tally)
+            tally.tried.add(candidate)
+            result = await self._try_candidate(client, candidate, exchange, request, tally, resumer)
             if isinstance(result, RoutedResponse):
                 result.attempts = tally.attempts
                 self._emit_served(candidate, tally.attempts, candidates[0])
@@ -164,6 +163,21 @@ class Router:
             tally.previous = (candidate, result.reason)
         return None
 
+    def _exchange(
+        self, request: InboundRequest, table: RouteTable, client: ProviderClient, candidate: Candidate
+    ) -> Exchange:
+        return plan_exchange(
+            request.dialect,
+            client.dialect,
+            body=request.body,
+            raw=request.raw,
+            requested_model=request.model,
+            upstream_model=candidate.model,
+            default_max_tokens=table.loaded.config.routing.default_max_tokens,
+            now=self.clock.wall(),
+            stream=request.stream,
+        )
+
     async def _try_candidate(
         self,
         client: ProviderClient,
@@ -171,6 +185,7 @@ class Router:
         exchange: Exchange,
         request: InboundRequest,
         tally: _Pass,
+        resumer: Resumer | None,
     ) -> RoutedResponse | AttemptFailure:
         """One candidate, with the bounded same-candidate retry for 5xx and lost connections."""
         config = client.config
@@ -187,6 +202,7 @@ class Router:
                 stream=request.stream,
                 headers_in=request.headers,
                 counters=self.counters,
+                resumer=resumer,
             )
             if isinstance(result, RoutedResponse):
                 self.limits.record_success(candidate.provider_id, candidate.model)
@@ -212,6 +228,61 @@ class Router:
         else:
             self.circuits.release_probe(candidate.provider_id, candidate.model)
         return result
+
+    def _resumer(
+        self, request: InboundRequest, table: RouteTable, candidates: list[Candidate], tally: _Pass
+    ) -> Resumer:
+        """Continues a stream that broke after content reached the client, with a candidate this
+        request has not tried yet (SPEC §3, `resume_streams`)."""
+
+        async def resume(ledger: SentLedger) -> AsyncIterator[bytes] | None:
+            broken = next(iter(tally.tried), None) if len(tally.tried) == 1 else None
+            for candidate in candidates:
+                now = self.clock.monotonic()
+                if candidate in tally.tried or self.limits.blocked_until(
+                    candidate.provider_id, candidate.model, now
+                ):
+                    continue
+                client = table.clients[candidate.provider_id]
+                try:
+                    exchange = self._exchange(request, table, client, candidate)
+                except TranslationError:
+                    continue
+                if not self.circuits.allows(candidate.provider_id, candidate.model, now):
+                    continue
+                tally.tried.add(candidate)
+                frames = ContinuationFrames(
+                    request.dialect,
+                    model=candidate.model,
+                    block_index=ledger.block_index,
+                    created=int(self.clock.wall()),
+                )
+                try:
+                    continuation = await open_continuation(
+                        client,
+                        exchange.upstream_body,
+                        request.headers,
+                        client_dialect=request.dialect,
+                        ledger=ledger,
+                        frames=frames,
+                    )
+                except Refused as exc:
+                    self.circuits.release_probe(candidate.provider_id, candidate.model)
+                    log.info(
+                        "resume refused by %s (%s); the client gets the original error",
+                        candidate.provider_id,
+                        exc,
+                    )
+                    return None
+                if continuation is None:
+                    self.circuits.release_probe(candidate.provider_id, candidate.model)
+                    continue
+                if broken is not None:
+                    self._emit_failover(broken, candidate, "resume")
+                return continuation
+            return None
+
+        return resume
 
     def _worth_waiting(self, tally: _Pass, max_wait: float) -> float | None:
         if max_wait <= 0 or tally.failures or tally.unavailable_until or not tally.limited_until:
