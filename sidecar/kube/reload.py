@@ -1,0 +1,132 @@
+"""Every new config is validated before it is swapped in (SPEC §5).
+
+`ConfigReloader` is the one place a config from any source (file, mounted volume, ConfigMap watch)
+becomes the active one: valid → applied atomically (in-flight requests keep their snapshot);
+invalid, deleted or missing its key → rejected, the last good config stays active, and the outcome
+is logged, counted and — for a ConfigMap — posted as a Kubernetes Event on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.config.loader import LoadedConfig, load_config_text
+from sidecar.errors import ConfigError
+
+log = logging.getLogger("detour.config")
+
+Reporter = Callable[[str, str, bool, str | None], Awaitable[None]]  # reason, message, warning, uid
+
+
+@dataclass
+class ReloadStatus:
+    """Shown in /admin/state: where the config comes from and what became of the last change."""
+
+    source: str
+    version: str | None = None
+    last_result: str = "pending"  # applied | rejected | missing | pending
+    last_problems: list[str] = field(default_factory=list)
+    last_change_at: float | None = None
+    applied: int = 0
+    rejected: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "version": self.version,
+            "last_result": self.last_result,
+            "last_problems": self.last_problems,
+            "last_change_at": self.last_change_at,
+            "applied": self.applied,
+            "rejected": self.rejected,
+        }
+
+
+class ConfigReloader:
+    def __init__(
+        self,
+        apply: Callable[[LoadedConfig], object],
+        *,
+        source: str,
+        env: Mapping[str, str],
+        report: Reporter | None = None,
+    ) -> None:
+        self._apply = apply
+        self._env = env
+        self._report = report
+        self.status = ReloadStatus(source=source)
+        self._changed = asyncio.Condition()
+        self._last_missing: str | None = None
+
+    async def offer_text(self, text: str, *, origin: str, uid: str | None = None) -> bool:
+        """Validate and apply `text`; returns whether it is now the active config."""
+        try:
+            loaded = load_config_text(text, source=origin, env=self._env)
+        except ConfigError as exc:
+            problems = [str(problem) for problem in exc.problems]
+            self._record("rejected", problems)
+            self.status.rejected += 1
+            log.error(
+                "config from %s rejected; the last good config stays active:\n  %s",
+                origin,
+                "\n  ".join(problems),
+            )
+            await self._tell(
+                "InvalidRoutingConfig", _rejection_message(problems, self.status.version), True, uid
+            )
+            return False
+        self._last_missing = None
+        if loaded.version == self.status.version:
+            return True  # the same config again (a relist, a touch): nothing to do, nothing to report
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        self._apply(loaded)
+        self.status.version = loaded.version
+        self.status.applied += 1
+        self._record("applied", [])
+        await self._tell("ConfigApplied", f"routing config version {loaded.version} applied", False, uid)
+        return True
+
+    async def offer_missing(self, problem: str, *, uid: str | None = None) -> None:
+        """The source has no config (ConfigMap deleted, key missing): keep serving the last good one."""
+        if problem == self._last_missing:
+            return
+        self._last_missing = problem
+        keeping = (
+            f"keeping version {self.status.version}" if self.status.version else "no config is loaded yet"
+        )
+        self._record("missing", [problem])
+        self.status.rejected += 1
+        log.error("config source %s: %s; %s", self.status.source, problem, keeping)
+        await self._tell("InvalidRoutingConfig", f"{problem}; {keeping}", True, uid)
+
+    async def wait_for(self, predicate: Callable[[ReloadStatus], bool], within_s: float = 5.0) -> None:
+        """For tests and start-up: until the status satisfies `predicate`."""
+        async with asyncio.timeout(within_s), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.status))
+
+    def _record(self, result: str, problems: list[str]) -> None:
+        self.status.last_result = result
+        self.status.last_problems = problems
+        self.status.last_change_at = time.time()
+
+    async def _tell(self, reason: str, message: str, warning: bool, uid: str | None) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+        if self._report is not None:
+            await self._report(reason, message, warning, uid)
+
+
+def _rejection_message(problems: list[str], version: str | None) -> str:
+    keeping = f"version {version} stays active" if version else "no config is active yet"
+    return f"{len(problems)} problem(s); {keeping}: " + "; ".join(problems)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
