@@ -132,3 +132,18 @@ async def running_sidecar(
             await task
         await sidecar.aclose()
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_sidecar(sidecar: Sidecar) -> AsyncIterator[str]:
+    """Serve an already-built sidecar (any config, or none yet) on a free port; yields its URL."""
+    sock = bind_socket("127.0.0.1", 0)
+    task = asyncio.create_task(serve(sidecar, sock))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sidecar.aclose()
+        sock.close()
