@@ -66,7 +66,8 @@ class Sidecar:
                 )
         for provider_id, (_, client) in self._clients.items():
             if clients.get(provider_id, (None, None))[1] is not client:
-                self._retired.append(client)  # may still serve in-flight requests; closed on shutdown
+                client.retire()  # closed once its in-flight requests (streams too) have ended
+                self._retired.append(client)
         self._clients = clients
         self._table = RouteTable(
             loaded=loaded,

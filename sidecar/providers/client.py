@@ -7,6 +7,7 @@ Only an allow-list of client headers is forwarded, so SDK telemetry headers and 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -61,6 +62,9 @@ class ProviderClient:
             self.url = base + "/chat/completions"
         self._static_headers = self._build_static_headers(config)
         self._timeouts = Timeouts(connect_s=config.connect_timeout_secs, read_s=config.timeout_secs)
+        self._in_flight = 0
+        self._retired = False
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -83,10 +87,32 @@ class ProviderClient:
 
     async def send(self, body: bytes, client: ClientHeaders) -> UpstreamResponse:
         request = UpstreamRequest(url=self.url, headers=self.headers_for(client), content=body)
-        return await self._transport.send(request, self._timeouts)
+        self._in_flight += 1
+        try:
+            response = await self._transport.send(request, self._timeouts)
+        except BaseException:
+            self._finished()
+            raise
+        response.when_closed(self._finished)
+        return response
+
+    def retire(self) -> None:
+        """A reload replaced this provider's settings: close the pool once in-flight requests end."""
+        self._retired = True
+        if self._in_flight == 0:
+            self._close_soon()
 
     async def close(self) -> None:
         await self._transport.close()
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
+        if self._retired and self._in_flight == 0:
+            self._close_soon()
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close())
 
     def _build_static_headers(self, config: ProviderConfig) -> list[tuple[str, str]]:
         headers = [("content-type", "application/json"), ("accept-encoding", "identity")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,10 +42,11 @@ class UpstreamRequest:
 class UpstreamResponse:
     """A response whose headers have arrived; the body is read with `read` or `iter_bytes`."""
 
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_on_close", "_response", "headers", "status")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self._on_close: Callable[[], None] | None = None
         self.status = response.status_code
         # Lower-cased keys; repeated headers joined, as the rate-limit parsers expect one value.
         self.headers: dict[str, str] = {key: value for key, value in response.headers.items()}
@@ -62,10 +63,17 @@ class UpstreamResponse:
             async for chunk in self._response.aiter_raw():
                 yield chunk
 
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when this response is closed (the provider tracks what is in flight)."""
+        self._on_close = callback
+
     async def close(self) -> None:
         # Closing a broken connection must not hide the error that broke it.
         with contextlib.suppress(httpx.HTTPError, aiohttp.ClientError, OSError):
             await self._response.aclose()
+        callback, self._on_close = self._on_close, None
+        if callback is not None:
+            callback()
 
 
 class Transport(Protocol):
