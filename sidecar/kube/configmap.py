@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,13 +102,17 @@ class ConfigMapWatcher:
         self._lock = threading.Lock()
 
     def stop(self) -> None:
-        """Ends the loop; an open watch is closed so the thread does not wait for its timeout."""
+        """Ends the loop without waiting for the open watch's timeout. Called from the event loop,
+        so it must not block: closing the response would wait for the reader thread's lock, while
+        shutting the socket down only wakes that reader up."""
         self._stop.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):
-                response.close()
+        connection = getattr(response, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> None:
         """The list → watch loop; returns when `stop` is called."""
