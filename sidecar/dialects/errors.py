@@ -13,16 +13,20 @@ from sidecar.dialects import Dialect
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
-    503: "api_error",
-    504: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
+# The status each Anthropic error type stands for, e.g. for an `error` event inside a stream.
+_ANTHROPIC_STATUSES = {kind: status for status, kind in sorted(_ANTHROPIC_TYPES.items())}  # 529 over 503
+_ANTHROPIC_STATUSES["api_error"] = 500
 
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -38,6 +42,10 @@ def error_type_for(dialect: Dialect, status: int) -> str:
     if dialect is Dialect.ANTHROPIC:
         return _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_status_for(error_type: str) -> int:
+    return _ANTHROPIC_STATUSES.get(error_type, 500)
 
 
 def error_payload(

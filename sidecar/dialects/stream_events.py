@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from sidecar.dialects import Dialect
+from sidecar.dialects.errors import anthropic_status_for
 from sidecar.dialects.sse import SseEvent
 
 
@@ -36,18 +37,6 @@ class StreamError:
     message: str
 
 
-_ANTHROPIC_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "overloaded_error": 529,
-}
-
-
 def classify_event(dialect: Dialect, event: SseEvent) -> EventKind:
     if dialect is Dialect.ANTHROPIC:
         return _classify_anthropic(event)
@@ -63,7 +52,7 @@ def stream_error(dialect: Dialect, event: SseEvent) -> StreamError:
     error_type = str(error.get("type") or error.get("code") or "api_error")
     message = str(error.get("message") or "the provider reported an error in its stream")
     if dialect is Dialect.ANTHROPIC:
-        status = _ANTHROPIC_ERROR_STATUS.get(error_type, 500)
+        status = anthropic_status_for(error_type)
     else:
         code = str(error.get("code") or "")
         status = 429 if "rate_limit" in code or "rate_limit" in error_type else 500

@@ -60,6 +60,8 @@ from typing import Any
 
 import orjson
 
+from sidecar.dialects import Dialect
+from sidecar.dialects.errors import error_type_for
 from sidecar.dialects.translate_requests_to_anthropic import MALFORMED, anthropic_tool_id, parse_arguments
 from sidecar.errors import TranslationError
 
@@ -105,18 +107,6 @@ _OPENAI_ERRORS: dict[str, tuple[str, str | None]] = {
     "timeout_error": ("server_error", "timeout"),
     "api_error": ("server_error", None),
     "overloaded_error": ("server_error", "overloaded"),
-}
-_ANTHROPIC_ERRORS_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
 }
 _ANTHROPIC_ERRORS_BY_OPENAI_CODE = {
     "rate_limit_exceeded": "rate_limit_error",
@@ -275,7 +265,7 @@ def anthropic_error_to_openai(status: int, body: bytes) -> tuple[int, dict[str, 
     """An upstream Anthropic error body (possibly garbage) → (status, OpenAI error body)."""
     error_type, message, _ = _error_fields(body)
     if error_type not in _OPENAI_ERRORS:
-        error_type = _ANTHROPIC_ERRORS_BY_STATUS.get(status) or _anthropic_fallback_type(status)
+        error_type = error_type_for(Dialect.ANTHROPIC, status)
     return status, {"error": openai_error_object(error_type, message or _generic_message(status))}
 
 
@@ -295,7 +285,7 @@ def openai_error_object(anthropic_type: str, message: str) -> dict[str, Any]:
 def openai_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict[str, Any]]:
     """An upstream OpenAI error body (possibly garbage) → (status, Anthropic error body)."""
     _, message, code = _error_fields(body)
-    error_type = _ANTHROPIC_ERRORS_BY_STATUS.get(status) or _anthropic_fallback_type(status)
+    error_type = error_type_for(Dialect.ANTHROPIC, status)
     message = message or _generic_message(status)
     if code == "context_length_exceeded" and "prompt is too long" not in message.lower():
         message = f"prompt is too long: {message}"
@@ -310,10 +300,6 @@ def anthropic_error_type_from_openai(error: dict[str, Any]) -> str:
         if found:
             return found
     return "api_error"
-
-
-def _anthropic_fallback_type(status: int) -> str:
-    return "api_error" if status >= 500 or status < 400 else "invalid_request_error"
 
 
 def _generic_message(status: int) -> str:
