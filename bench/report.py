@@ -1,0 +1,216 @@
+"""Results as a markdown table and JSON, judged against the targets of SPEC §7.
+
+Kept apart from the measuring code so the table's wording and the targets live in one place, and so
+a results JSON from another machine can be re-rendered (`python -m bench --render FILE`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.procs import ROOT, Placement, cores
+
+
+def machine_info(placement: Placement) -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cores": cores(),
+        "cpu": model,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "commit": commit or None,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "detour_cpus": list(placement.detour or ()),
+        "load_and_upstream_cpus": list(placement.others or ()),
+        "pid": os.getpid(),
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    label: str
+    limit: float
+    unit: str
+    at_most: bool = True  # False: the value must be at least `limit`
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.at_most else value >= self.limit
+
+    def describe(self) -> str:
+        return f"{'≤' if self.at_most else '≥'} {_number(self.limit)} {self.unit}"
+
+
+TARGETS = (
+    Target("added_p50_c1_ms", "added latency p50, sequential", 0.5, "ms"),
+    Target("added_p99_c1_ms", "added latency p99, sequential", 2.0, "ms"),
+    Target("added_p50_paced_ms", "added latency p50, 16 connections at ~1,000 req/s", 0.5, "ms"),
+    Target("added_p99_paced_ms", "added latency p99, 16 connections at ~1,000 req/s", 2.0, "ms"),
+    Target("rps_c16", "requests/s on one core, 16 connections", 2000, "req/s", at_most=False),
+    Target("rps_c64", "requests/s on one core, 64 connections", 2000, "req/s", at_most=False),
+    Target("sse_added_ms_per_event", "added latency per SSE event (200-event stream)", 0.1, "ms"),
+    Target("failover_excess_ms", "failover cost beyond one upstream round trip, p50", 0.5, "ms"),
+    Target("idle_rss_mib", "RSS idle", 80, "MiB"),
+    Target("ready_s", "process start to /readyz", 1.0, "s"),
+)
+
+
+def _number(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}".rstrip("0").rstrip(".") if value else "0"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _side_by_side(runs: Mapping[str, Any]) -> list[str]:
+    lines = [
+        _row("run", "conns", "direct req/s", "Detour req/s", "direct p50 / p99", "Detour p50 / p99",
+             "Detour CPU/req", "errors"),
+        _row(*["---"] * 8),
+    ]  # fmt: skip
+    for name, run in runs.items():
+        direct, through = run["direct"], run["through"]
+        cpu = run.get("detour_cpu_us_per_request")
+        lines.append(
+            _row(
+                name,
+                str(through["connections"]),
+                f"{direct['rps']:,.0f}",
+                f"{through['rps']:,.0f}",
+                f"{_ms(direct['p50_ms'])} / {_ms(direct['p99_ms'])}",
+                f"{_ms(through['p50_ms'])} / {_ms(through['p99_ms'])}",
+                f"{cpu:,.0f} µs" if cpu is not None else "-",
+                str(through["errors"]),
+            )
+        )
+    return lines
+
+
+def _header(results: Mapping[str, Any]) -> str:
+    machine, settings = results["machine"], results["settings"]
+    if machine["detour_cpus"]:
+        where = (
+            f"Detour pinned to core {machine['detour_cpus']}, "
+            f"wrk and the upstream on {machine['load_and_upstream_cpus']}"
+        )
+    else:
+        where = "nothing pinned (one core)"
+    return (
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}, "
+        f"commit {machine['commit']}, {machine['date']}; {where}; {settings['duration_s']:g} s per run; "
+        f"stack `{results['label']}`: `{' '.join(settings['detour_command'])}`."
+    )
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    metrics = results["metrics"]
+    lines = [_header(results), "", _row("target (SPEC §7)", "measured", "target", "met"), _row(*["---"] * 4)]
+    for target in TARGETS:
+        value = metrics[target.metric]
+        met = "yes" if target.met(value) else "**no**"
+        lines.append(_row(target.label, f"{_number(value)} {target.unit}", target.describe(), met))
+    failover = (
+        f"{_ms(metrics['failover_extra_ms'])} "
+        f"(one direct 429 round trip: {_ms(metrics['upstream_round_trip_429_ms'])})"
+    )
+    lines += [
+        "",
+        _row("other measures", "value"),
+        _row("---", "---"),
+        _row(
+            "added latency p50 / p99, 16 connections unpaced (saturated)",
+            f"{_ms(metrics['added_p50_c16_ms'])} / {_ms(metrics['added_p99_c16_ms'])}",
+        ),
+        _row("requests/s offered by the paced run (through Detour)", f"{metrics['paced_rps']:,.0f}"),
+        _row("Detour CPU per request (16 connections)", f"{metrics['cpu_us_per_request']:,.0f} µs"),
+        _row(
+            "Detour CPU per SSE event (beyond a plain request)", f"{metrics['sse_cpu_us_per_event']:.1f} µs"
+        ),
+        _row("failover (429 → alternative) minus plain request, p50, sequential", failover),
+        _row(
+            "failover requests/s and Detour CPU per request, 16 connections",
+            f"{metrics['failover_rps_c16']:,.0f} req/s, {metrics['failover_cpu_us_per_request']:,.0f} µs",
+        ),
+        _row("RSS peak under load (64 connections)", f"{metrics['load_rss_peak_mib']:.1f} MiB"),
+        _row(
+            "direct requests/s, 16 / 64 connections (upstream and wrk share one core)",
+            f"{metrics['direct_rps_c16']:,.0f} / {metrics['direct_rps_c64']:,.0f}",
+        ),
+        _row("failed requests through Detour", str(metrics["errors"])),
+    ]
+    lines += ["", *_telemetry_lines(results), "", *_side_by_side(results["main"]["runs"])]
+    return "\n".join(lines) + "\n"
+
+
+def _telemetry_lines(results: Mapping[str, Any]) -> list[str]:
+    telemetry = results.get("telemetry")
+    if telemetry is None:
+        return ["Telemetry exporting: not measured (`--no-telemetry`)."]
+    if not telemetry["available"]:
+        return [
+            "Telemetry exporting: **not available yet**: Detour started with `OTEL_EXPORTER_OTLP_ENDPOINT` "
+            "set sent nothing to the in-process OTLP receiver (see docs/benchmarks.md, TODO)."
+        ]
+    t = results["metrics"]["telemetry"]
+    exports = ", ".join(f"{path}: {v['requests']}" for path, v in sorted(telemetry["exports"].items()))
+    return [
+        _row("with telemetry exporting (OTLP/HTTP to an in-process receiver)", "value"),
+        _row("---", "---"),
+        _row(
+            "added latency p50 / p99, sequential",
+            f"{_ms(t['added_p50_c1_ms'])} / {_ms(t['added_p99_c1_ms'])}",
+        ),
+        _row(
+            "added latency p50 / p99, 16 connections at ~1,000 req/s",
+            f"{_ms(t['added_p50_paced_ms'])} / {_ms(t['added_p99_paced_ms'])}",
+        ),
+        _row("requests/s, 16 / 64 connections", f"{t['rps_c16']:,.0f} / {t['rps_c64']:,.0f}"),
+        _row("Detour CPU per request (16 connections)", f"{t['cpu_us_per_request']:,.0f} µs"),
+        _row("RSS idle", f"{t['idle_rss_mib']:.1f} MiB"),
+        _row("process start to /readyz", f"{t['ready_s']:.3f} s"),
+        _row("exports received (requests per path)", exports),
+    ]
+
+
+def write_results(results: Mapping[str, Any], out_dir: pathlib.Path, stem: str = "latest") -> pathlib.Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    markdown = out_dir / f"{stem}.md"
+    markdown.write_text(render_markdown(results))
+    return markdown
+
+
+def failures(metrics: Mapping[str, Any], check: Callable[[Target, float], bool] | None = None) -> list[str]:
+    """Targets not met, as sentences."""
+    check = check or (lambda target, value: target.met(value))
+    return [
+        f"{t.label}: {_number(metrics[t.metric])} {t.unit} (target {t.describe()})"
+        for t in TARGETS
+        if not check(t, metrics[t.metric])
+    ]

@@ -1,0 +1,130 @@
+"""The CI-sized benchmark (`python -m bench --smoke`, and `tests/bench/test_smoke.py`): a few seconds,
+no wrk, and it fails only on gross regressions — a failed request, or a number ten times worse than
+its target (throughput: a tenth of direct), so a noisy CI machine never turns it red by itself.
+
+It runs the same processes as the full benchmark (the fast upstream and a real `detour serve`
+subprocess) and drives them with `bench.loadgen`.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+from bench.loadgen import LoadResult, run_load
+from bench.procs import Placement, detour, upstream
+from bench.scenarios import ANTHROPIC, FAILOVER, OPENAI, OPENAI_STREAM, Scenario
+
+EVENTS = 200
+GROSS = 10  # how many times worse than the target (or than direct) counts as a regression
+
+
+def _load(url: str, scenario: Scenario, **kwargs: Any) -> LoadResult:
+    return run_load(url, scenario.body, scenario.headers, **kwargs)
+
+
+def run_smoke(*, requests: int = 600, concurrency: int = 8) -> dict[str, Any]:
+    placement = Placement.default()
+    with (
+        tempfile.TemporaryDirectory(prefix="detour-smoke-") as tmp,
+        upstream(events=EVENTS, cpus=placement.others) as up,
+        detour(up.url, pathlib.Path(tmp), cpus=placement.detour) as proxy,
+    ):
+        time.sleep(0.1)
+        idle_rss = proxy.rss_mib()
+        # Warm both paths (connection pools, first-call imports) before anything is timed.
+        _load(OPENAI.direct_url(up.url), OPENAI, total=50, concurrency=concurrency)
+        _load(OPENAI.detour_url(proxy.url), OPENAI, total=50, concurrency=concurrency)
+        direct = _load(OPENAI.direct_url(up.url), OPENAI, total=requests, concurrency=concurrency)
+        through = _load(OPENAI.detour_url(proxy.url), OPENAI, total=requests, concurrency=concurrency)
+        seq_direct = _load(OPENAI.direct_url(up.url), OPENAI, total=100, concurrency=1)
+        seq_through = _load(OPENAI.detour_url(proxy.url), OPENAI, total=100, concurrency=1)
+        stream_direct = _load(
+            OPENAI_STREAM.direct_url(up.url), OPENAI_STREAM, total=20, concurrency=1, stream=True
+        )
+        stream_through = _load(
+            OPENAI_STREAM.detour_url(proxy.url), OPENAI_STREAM, total=20, concurrency=1, stream=True
+        )
+        anthropic = _load(ANTHROPIC.detour_url(proxy.url), ANTHROPIC, total=50, concurrency=4)
+        failover = _load(FAILOVER.detour_url(proxy.url), FAILOVER, total=50, concurrency=4)
+        load_rss = proxy.rss_mib()
+    added_per_event_ms = (stream_through.percentile_ms(50) - stream_direct.percentile_ms(50)) / EVENTS
+    return {
+        "ready_s": proxy.ready_s,
+        "idle_rss_mib": idle_rss,
+        "load_rss_mib": load_rss,
+        "direct_rps": direct.rps,
+        "through_rps": through.rps,
+        "added_p50_c1_ms": seq_through.percentile_ms(50) - seq_direct.percentile_ms(50),
+        "added_p99_c1_ms": seq_through.percentile_ms(99) - seq_direct.percentile_ms(99),
+        "sse_added_ms_per_event": added_per_event_ms,
+        "stream_events_direct": stream_direct.events,
+        "stream_events_through": stream_through.events,
+        "failover_provider": failover.headers.get("x-detour-provider"),
+        "failover_attempts": failover.headers.get("x-detour-attempts"),
+        "errors": {
+            name: result.errors[:3]
+            for name, result in {
+                "direct": direct,
+                "through": through,
+                "sequential": seq_through,
+                "stream": stream_through,
+                "anthropic": anthropic,
+                "failover": failover,
+            }.items()
+            if result.errors
+        },
+    }
+
+
+def regressions(smoke: dict[str, Any]) -> list[str]:
+    """Gross regressions only; an empty list means the smoke run passed."""
+    found = [f"{name}: requests failed: {errors}" for name, errors in smoke["errors"].items()]
+    if smoke["through_rps"] < smoke["direct_rps"] / GROSS:
+        found.append(
+            f"throughput through Detour {smoke['through_rps']:.0f} req/s is below a tenth of direct "
+            f"({smoke['direct_rps']:.0f} req/s)"
+        )
+    limits = {
+        "added_p50_c1_ms": 0.5 * GROSS,
+        "sse_added_ms_per_event": 0.1 * GROSS,
+        "ready_s": 1.0 * GROSS,
+        "idle_rss_mib": 80 * GROSS,
+    }
+    found += [
+        f"{metric} = {smoke[metric]:.3f}, more than {GROSS} times its target ({limit:g})"
+        for metric, limit in limits.items()
+        if smoke[metric] > limit
+    ]
+    # Through Detour the client must see the same stream (plus nothing, minus nothing).
+    if smoke["stream_events_through"] != smoke["stream_events_direct"]:
+        found.append(
+            f"stream events differ: {smoke['stream_events_through']} through Detour, "
+            f"{smoke['stream_events_direct']} direct"
+        )
+    if smoke["failover_provider"] != "up-openai" or smoke["failover_attempts"] != "2":
+        found.append(
+            f"failover answered by {smoke['failover_provider']!r} after {smoke['failover_attempts']} "
+            "attempts; expected 'up-openai' after 2"
+        )
+    return found
+
+
+def render_smoke(smoke: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "| smoke measure | value |",
+            "|---|---|",
+            f"| requests/s direct / through Detour (Python client, 8 conns) | "
+            f"{smoke['direct_rps']:,.0f} / {smoke['through_rps']:,.0f} |",
+            f"| added latency p50 / p99, sequential | {smoke['added_p50_c1_ms']:.3f} / "
+            f"{smoke['added_p99_c1_ms']:.3f} ms |",
+            f"| added latency per SSE event | {smoke['sse_added_ms_per_event']:.4f} ms |",
+            f"| failover answered by | {smoke['failover_provider']} "
+            f"({smoke['failover_attempts']} attempts) |",
+            f"| RSS idle / after load | {smoke['idle_rss_mib']:.1f} / {smoke['load_rss_mib']:.1f} MiB |",
+            f"| process start to /readyz | {smoke['ready_s']:.3f} s |",
+        ]
+    )
