@@ -1,7 +1,9 @@
 """The composition root: one running sidecar — config snapshot, provider clients, router, ASGI app.
 
 The CLI, the demo and the tests all build a `Sidecar` and serve it with `serve`, so every one of
-them runs the same wiring over real sockets.
+them runs the same wiring over real sockets. Telemetry, when on, is built by the caller
+(`sidecar.telemetry.runtime.start_telemetry`) and handed in; the sidecar wires its hooks into the
+router and feeds the active-limits gauge, but the caller owns its flush and shutdown.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sidecar.routing.events import Observer
 from sidecar.routing.failover import Router
 from sidecar.routing.limits import RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
+from sidecar.telemetry.runtime import Telemetry
 
 log = logging.getLogger("detour")
 
@@ -36,6 +39,7 @@ class Sidecar:
         rng: random.Random | None = None,
         observers: Sequence[Observer] = (),
         transport_factory: Callable[[], Transport] = HttpxTransport,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._table: RouteTable | None = None
         self._clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
@@ -43,14 +47,38 @@ class Sidecar:
         self._transport_factory = transport_factory
         capacity = loaded.config.routing.rate_limit_table_size if loaded else 1000
         self.router = Router(
-            self.current_table, limits=RateLimitTable(capacity), clock=clock, rng=rng, observers=observers
+            self.current_table,
+            limits=RateLimitTable(capacity),
+            clock=clock,
+            rng=rng,
+            observers=observers,
+            tracing=telemetry.tracing if telemetry is not None else None,
         )
+        if telemetry is not None:
+            telemetry.watch_limits(self.active_limits)
         self.asgi = DetourASGI(self)
         if loaded is not None:
             self.apply(loaded)
 
     def current_table(self) -> RouteTable | None:
         return self._table
+
+    def active_limits(self) -> dict[str, int]:
+        """Candidates rate-limited now, per configured provider (0 included), for the
+        `detour.rate_limit.active` gauge. Runs on a metric reader's thread while the event loop may
+        change the table, so a read that collides with a change is simply tried again."""
+        table = self._table
+        counts = dict.fromkeys(table.providers, 0) if table is not None else {}
+        now = self.router.clock.monotonic()
+        for _ in range(5):
+            try:
+                keys = [key for key, _ in self.router.limits.active(now)]
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+            for key in keys:
+                counts[key.provider_id] = counts.get(key.provider_id, 0) + 1
+            break
+        return counts
 
     def apply(self, loaded: LoadedConfig) -> RouteTable:
         """Swap in a validated config; clients whose settings did not change are reused."""

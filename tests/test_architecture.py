@@ -42,9 +42,23 @@ def test_no_module_grows_past_450_lines() -> None:
 
 
 def test_importing_the_package_does_no_io_and_stays_light() -> None:
-    heavy = ("kubernetes", "grpc", "openai", "anthropic")
+    heavy = (
+        "kubernetes",
+        "grpc",
+        "openai",
+        "anthropic",
+        "opentelemetry.sdk",
+        "opentelemetry.exporter",
+        "google.protobuf",
+        "prometheus_client",
+    )
+    # `detour serve` with telemetry off: the settings say so and nothing of the SDK is loaded.
     code = (
-        f"import sys, sidecar.app, sidecar.cli.main;print(sorted(m for m in {heavy!r} if m in sys.modules))"
+        "import os, sys, sidecar.app, sidecar.cli.main, sidecar.cli.serve\n"
+        "from sidecar.telemetry import TelemetrySettings\n"
+        "from sidecar.telemetry.runtime import start_telemetry\n"
+        "assert start_telemetry(TelemetrySettings.from_env({})) is None\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

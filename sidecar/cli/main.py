@@ -29,6 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: server.port or 8081)")
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_int_env("DETOUR_METRICS_PORT"),
+        help="serve Prometheus metrics on this port (no collector needed; env DETOUR_METRICS_PORT)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default=os.environ.get("DETOUR_METRICS_HOST"),
+        help="bind address of the metrics endpoint (default 0.0.0.0, so Prometheus can scrape the pod)",
+    )
 
     validate = commands.add_parser("validate", help="check a config file and print every problem")
     validate.add_argument("file")
@@ -51,8 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("detour serve: --config FILE is required", file=sys.stderr)
             return 2
         from sidecar.cli.serve import serve_forever
+        from sidecar.telemetry import TelemetrySettings
 
-        return _run(lambda: serve_forever(args.config, host=args.host, port=args.port))
+        telemetry = TelemetrySettings.from_env(
+            os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+        )
+        return _run(
+            lambda: serve_forever(args.config, host=args.host, port=args.port, telemetry_settings=telemetry)
+        )
     from sidecar.cli.demo import run_demo
 
     _configure_logging("warning")
@@ -91,6 +108,11 @@ def _run(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
             return runner.run(make())
         except KeyboardInterrupt:
             return 130
+
+
+def _int_env(name: str) -> int | None:
+    text = os.environ.get(name)
+    return int(text) if text else None
 
 
 def _configure_logging(level: str) -> None:

@@ -1,7 +1,9 @@
-"""`detour serve`: load the config, bind, serve until signalled."""
+"""`detour serve`: load the config, start telemetry if the environment asks for it, bind, serve
+until signalled, then flush telemetry."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -9,11 +11,19 @@ import signal
 from sidecar.app import Sidecar, bind_socket, serve
 from sidecar.config.loader import load_config_file
 from sidecar.errors import ConfigError
+from sidecar.telemetry import TelemetrySettings
+from sidecar.telemetry.runtime import start_telemetry
 
 log = logging.getLogger("detour")
 
 
-async def serve_forever(config_path: str, *, host: str | None, port: int | None) -> int:
+async def serve_forever(
+    config_path: str,
+    *,
+    host: str | None,
+    port: int | None,
+    telemetry_settings: TelemetrySettings | None = None,
+) -> int:
     try:
         loaded = load_config_file(config_path, env=os.environ)
     except ConfigError as exc:
@@ -27,7 +37,12 @@ async def serve_forever(config_path: str, *, host: str | None, port: int | None)
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found; a no-op handler
     # makes that a clean exit 0 instead of death by signal after a graceful shutdown.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    sidecar = Sidecar(loaded)
+    try:
+        telemetry = start_telemetry(telemetry_settings) if telemetry_settings is not None else None
+    except OSError as exc:  # e.g. the --metrics-port is taken
+        log.error("telemetry could not start: %s", exc)
+        return 1
+    sidecar = Sidecar(loaded, telemetry=telemetry)
     sock = bind_socket(bind_host, bind_port)
     log.info("detour serving on http://%s:%d", bind_host, sock.getsockname()[1])
     try:
@@ -35,4 +50,6 @@ async def serve_forever(config_path: str, *, host: str | None, port: int | None)
     finally:
         await sidecar.aclose()
         sock.close()
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.shutdown)  # exports what is still buffered
     return 0

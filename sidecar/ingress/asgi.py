@@ -4,6 +4,10 @@ Routes are a dict lookup on (method, path). The chat endpoints read the body, ha
 `InboundRequest` and write its `RoutedResponse`; a stream is pumped while a second task listens for
 the client going away, so a disconnect closes the upstream stream at once. Once a response has
 started nothing may render an error response any more — a late failure goes in-band (SPEC §3).
+
+When the router has a `RequestTracing` (telemetry), each chat request gets a `RequestTrace` opened
+before the body is read and ended with the status actually sent — for a stream, once it has ended.
+The client's `traceparent` travels to it raw, inside `ClientHeaders`.
 """
 
 from __future__ import annotations
@@ -83,38 +87,48 @@ class DetourASGI:
         await self._chat(Dialect.ANTHROPIC, scope, receive, send)
 
     async def _chat(self, dialect: Dialect, scope: Scope, receive: Receive, send: Send) -> None:
+        client_headers = ClientHeaders.from_asgi(dialect, scope["headers"])
+        tracing = self.runtime.router.tracing
+        trace = tracing.start_request(dialect, scope["path"], client_headers) if tracing is not None else None
+        status: int | None = None  # the status sent, for the trace
         try:
-            raw = await _read_body(receive)
-            parsed = parse_request(dialect, raw)
-            request = InboundRequest(
-                dialect=dialect,
-                body=parsed.body,
-                raw=raw,
-                model=parsed.model,
-                stream=parsed.stream,
-                headers=ClientHeaders.from_asgi(dialect, scope["headers"]),
-            )
-            if self.runtime.current_table() is None:
-                raise RequestError("no routing config is loaded yet", status=503)
-            response = await self.runtime.router.route(request)
-        except DetourError as exc:
-            status, headers, body = error_response(dialect, exc)
-            await _send_whole(send, status, headers, body)
-            return
-        except Exception:
-            log.exception("unexpected error while routing")
-            await _send_whole(send, 500, [], render_error(dialect, 500, "internal error in the sidecar"))
-            return
-        headers = [
-            *response.headers,
-            ("x-detour-provider", response.provider_id),
-            ("x-detour-model", response.model),
-            ("x-detour-attempts", str(response.attempts)),
-        ]
-        if response.stream is None:
-            await _send_whole(send, response.status, headers, response.body, response.content_type)
-        else:
-            await _send_stream(receive, send, response, headers)
+            try:
+                raw = await _read_body(receive)
+                parsed = parse_request(dialect, raw)
+                request = InboundRequest(
+                    dialect=dialect,
+                    body=parsed.body,
+                    raw=raw,
+                    model=parsed.model,
+                    stream=parsed.stream,
+                    headers=client_headers,
+                )
+                if self.runtime.current_table() is None:
+                    raise RequestError("no routing config is loaded yet", status=503)
+                response = await self.runtime.router.route(request, trace)
+            except DetourError as exc:
+                status, headers, body = error_response(dialect, exc)
+                await _send_whole(send, status, headers, body)
+                return
+            except Exception:
+                log.exception("unexpected error while routing")
+                status = 500
+                await _send_whole(send, 500, [], render_error(dialect, 500, "internal error in the sidecar"))
+                return
+            headers = [
+                *response.headers,
+                ("x-detour-provider", response.provider_id),
+                ("x-detour-model", response.model),
+                ("x-detour-attempts", str(response.attempts)),
+            ]
+            status = response.status
+            if response.stream is None:
+                await _send_whole(send, response.status, headers, response.body, response.content_type)
+            else:
+                await _send_stream(receive, send, response, headers)
+        finally:
+            if trace is not None:
+                trace.end(status)  # after the last byte: telemetry settles off the client's wait
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self.runtime.current_table()

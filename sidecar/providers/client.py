@@ -3,6 +3,8 @@
 Credentials follow SPEC §4: a provider with its own `api_key` always uses it and never sees the
 client's; without one, the client's credential goes only to providers of the client's own dialect.
 Only an allow-list of client headers is forwarded, so SDK telemetry headers and cookies stay home.
+The client's W3C trace context is kept aside (never forwarded as is): telemetry makes it the
+parent of the request's span and sends each upstream request its own attempt's context instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sidecar.providers.http import Timeouts, Transport, UpstreamRequest, Upstrea
 ANTHROPIC_VERSION = "2023-06-01"
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 # Non-secret headers that change how the provider answers; forwarded within the same dialect.
 _DIALECT_HEADERS = {
     ProviderType.OPENAI: frozenset({"openai-organization", "openai-project"}),
@@ -32,11 +35,14 @@ class ClientHeaders:
     dialect: ProviderType
     credential: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, str], ...] = ()
+    traceparent: str | None = None  # raw W3C trace context from the client, for telemetry only
+    tracestate: str | None = None
 
     @classmethod
     def from_asgi(cls, dialect: ProviderType, raw_headers: Sequence[tuple[bytes, bytes]]) -> ClientHeaders:
         credential: list[tuple[str, str]] = []
         options: list[tuple[str, str]] = []
+        traceparent = tracestate = None
         wanted = _DIALECT_HEADERS[dialect]
         for raw_name, raw_value in raw_headers:
             name = raw_name.decode("latin-1").lower()
@@ -44,7 +50,12 @@ class ClientHeaders:
                 credential.append((name, raw_value.decode("latin-1")))
             elif name in wanted:
                 options.append((name, raw_value.decode("latin-1")))
-        return cls(dialect, tuple(credential), tuple(options))
+            elif name in _TRACE_HEADERS:
+                if name == "traceparent":
+                    traceparent = raw_value.decode("latin-1")
+                else:
+                    tracestate = raw_value.decode("latin-1")
+        return cls(dialect, tuple(credential), tuple(options), traceparent, tracestate)
 
 
 class ProviderClient:
@@ -62,15 +73,18 @@ class ProviderClient:
             self.url = base + "/chat/completions"
         self._static_headers = self._build_static_headers(config)
         self._timeouts = Timeouts(connect_s=config.connect_timeout_secs, read_s=config.timeout_secs)
+        self._address: tuple[str, int] | None = None
         self._in_flight = 0
         self._retired = False
         self._closing: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        """(host, port) for telemetry's server.address / server.port."""
-        parts = urlsplit(self.url)
-        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        """(host, port) for telemetry's server.address / server.port (never the URL's credentials)."""
+        if self._address is None:
+            parts = urlsplit(self.url)
+            self._address = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        return self._address
 
     def headers_for(self, client: ClientHeaders) -> list[tuple[str, str]]:
         headers = list(self._static_headers)
@@ -85,8 +99,14 @@ class ProviderClient:
             headers.append(("anthropic-version", ANTHROPIC_VERSION))
         return headers
 
-    async def send(self, body: bytes, client: ClientHeaders) -> UpstreamResponse:
-        request = UpstreamRequest(url=self.url, headers=self.headers_for(client), content=body)
+    async def send(
+        self, body: bytes, client: ClientHeaders, extra_headers: Sequence[tuple[str, str]] = ()
+    ) -> UpstreamResponse:
+        """`extra_headers`: per-attempt headers from the router (the attempt's trace context)."""
+        headers = self.headers_for(client)
+        if extra_headers:
+            headers.extend(extra_headers)
+        request = UpstreamRequest(url=self.url, headers=headers, content=body)
         self._in_flight += 1
         try:
             response = await self._transport.send(request, self._timeouts)

@@ -5,6 +5,11 @@ point of SPEC §3 — the first upstream content event — so everything before 
 event, a silent provider, a stream that closes early) is still a failure the router can fail over
 from. After the commit point, `_relay` forwards events and reports any failure in-band, in the
 client's dialect; the stream never ends as if it had succeeded.
+
+An optional `AttemptTrace` (telemetry) sees the attempt: it gets the upstream body, the stream's
+first chunk and only the few events that can carry usage or the finish reason (a substring or
+event-name check, no extra JSON parse per event), and is ended here or, for a committed stream,
+by `_relay` when the stream ends.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from sidecar.errors import TranslationError, UpstreamConnectError, UpstreamError
 from sidecar.providers.classify import Outcome, ProviderError, classify, parse_error_body
 from sidecar.providers.client import ClientHeaders, ProviderClient
 from sidecar.providers.http import UpstreamResponse
+from sidecar.routing.events import AttemptTrace
 from sidecar.routing.exchange import RoutedResponse
 from sidecar.routing.resume import Resumer, SentLedger
 from sidecar.routing.strategies import Candidate
@@ -63,41 +69,64 @@ async def run_attempt(
     headers_in: ClientHeaders,
     counters: StreamCounters,
     resumer: Resumer | None = None,
+    trace: AttemptTrace | None = None,
 ) -> RoutedResponse | AttemptFailure:
     """`timeout_secs` bounds a whole non-streaming attempt; a stream is bounded until its first
     content event by `first_token_timeout_secs` (else `timeout_secs`), and between events by
-    `stream_idle_timeout_secs`."""
+    `stream_idle_timeout_secs`. The `trace` is ended here, except a committed stream's: its relay
+    ends it with the stream."""
     config = client.config
     deadline = config.first_token_timeout_secs if stream and config.first_token_timeout_secs else None
+    result: RoutedResponse | AttemptFailure
     try:
         async with asyncio.timeout(deadline or config.timeout_secs):
-            response = await client.send(exchange.upstream_body, headers_in)
+            extra = trace.upstream_headers if trace is not None else ()
+            response = await client.send(exchange.upstream_body, headers_in, extra)
             if response.status >= 400:
-                return await _failure_from_status(client.dialect, response)
-            if not stream:
+                result = await _failure_from_status(client.dialect, response)
+            elif not stream:
                 body = await response.read()
+                if trace is not None:
+                    trace.response_body(body)
                 if exchange.convert_response is not None:
                     body = exchange.convert_response(body)
-                return _whole(response, candidate, body)
-            state = _StreamState(
-                SseDecoder(), exchange.new_stream_converter(), [], counters, config.stream_idle_timeout_secs
-            )
-            if resumer is not None:
-                state.resumer, state.ledger = resumer, SentLedger()
-            return await _commit_stream(response, client.dialect, client_dialect, candidate, state)
+                result = _whole(response, candidate, body)
+            else:
+                state = _StreamState(
+                    SseDecoder(),
+                    exchange.new_stream_converter(),
+                    [],
+                    counters,
+                    config.stream_idle_timeout_secs,
+                )
+                if resumer is not None:
+                    state.resumer, state.ledger = resumer, SentLedger()
+                state.trace = trace
+                result = await _commit_stream(response, client.dialect, client_dialect, candidate, state)
     except UpstreamTimeout:
-        return AttemptFailure("timeout")
+        result = AttemptFailure("timeout")
     except TimeoutError:
-        return AttemptFailure("timeout")
+        result = AttemptFailure("timeout")
     except UpstreamConnectError as exc:
         log.info("provider %s: %s", candidate.provider_id, exc)
-        return AttemptFailure("connect_error")
+        result = AttemptFailure("connect_error")
     except UpstreamError as exc:
         log.info("provider %s: %s", candidate.provider_id, exc)
-        return AttemptFailure("stream_error")
+        result = AttemptFailure("stream_error")
     except TranslationError as exc:
         log.warning("provider %s: answer could not be translated: %s", candidate.provider_id, exc)
-        return AttemptFailure("translation_error")
+        result = AttemptFailure("translation_error")
+    except BaseException:
+        if trace is not None:
+            trace.end(None, "cancelled")
+        raise
+    if trace is not None:
+        if isinstance(result, AttemptFailure):
+            # error.type: the HTTP status when there was one ("429"), else the reason ("timeout")
+            trace.end(result.status, str(result.status) if result.status is not None else result.reason)
+        elif result.stream is None:
+            trace.end(result.status, None)
+    return result
 
 
 async def _failure_from_status(dialect: Dialect, response: UpstreamResponse) -> AttemptFailure:
@@ -136,6 +165,7 @@ class _StreamState:
     idle_timeout_s: float | None
     resumer: Resumer | None = None
     ledger: SentLedger | None = None  # kept only when the stream may be resumed
+    trace: AttemptTrace | None = None
     complete: bool = False  # the provider finished its answer (finish_reason / message_delta / done)
     failed: bool = False  # the provider reported an error in-band; it was forwarded to the client
     held_error: list[bytes] = field(default_factory=list)  # an in-band error held back for a resume
@@ -158,6 +188,7 @@ async def _commit_stream(
     """Read until the first content event; a failure before it is an ordinary attempt failure."""
     chunks = response.iter_bytes().__aiter__()
     committed = False
+    first = True
     try:
         while not committed:
             try:
@@ -167,6 +198,9 @@ async def _commit_stream(
                 if not events:
                     return AttemptFailure("stream_error")
             else:
+                if first and state.trace is not None:
+                    state.trace.first_chunk()
+                first = False
                 events = state.decoder.feed(chunk)
             remaining: list[SseEvent] = []
             for index, event in enumerate(events):
@@ -179,6 +213,8 @@ async def _commit_stream(
                 if kind is EventKind.MALFORMED:
                     state.counters.malformed_events += 1
                     continue
+                if state.trace is not None and _may_carry_usage(provider_dialect, event, kind):
+                    state.trace.stream_event(event)
                 state.held.extend(_convert(state, event))
                 if state.ledger is not None:
                     state.ledger.add(read_delta(provider_dialect, event))
@@ -214,6 +250,8 @@ def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> l
         if kind is EventKind.MALFORMED:
             state.counters.malformed_events += 1
             continue
+        if state.trace is not None and _may_carry_usage(dialect, event, kind):
+            state.trace.stream_event(event)
         if kind in (EventKind.FINISH, EventKind.DONE):
             state.complete = True
         elif kind is EventKind.ERROR:
@@ -225,6 +263,17 @@ def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> l
             state.ledger.add(read_delta(dialect, event))
         frames.extend(_convert(state, event))
     return frames
+
+
+_ANTHROPIC_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
+
+
+def _may_carry_usage(dialect: Dialect, event: SseEvent, kind: EventKind) -> bool:
+    """Anthropic: message_start (model, input tokens) and message_delta (stop reason, output
+    tokens). OpenAI: the finish chunk and the usage chunk (other chunks say `"usage":null`)."""
+    if dialect is Dialect.ANTHROPIC:
+        return event.event in _ANTHROPIC_USAGE_EVENTS
+    return kind is EventKind.FINISH or '"usage":{' in event.data
 
 
 def _convert(state: _StreamState, event: SseEvent) -> list[bytes]:
@@ -243,6 +292,7 @@ async def _relay(
     client_dialect: Dialect,
 ) -> AsyncIterator[bytes]:
     error: list[bytes]
+    outcome: str | None = "cancelled"  # what the attempt's trace reports unless the stream ends
     try:
         for frame in state.held:
             yield frame
@@ -258,23 +308,29 @@ async def _relay(
             for frame in _forward(state, provider_dialect, state.decoder.flush()):
                 yield frame
         except UpstreamError as exc:
+            outcome = "stream_error"
             log.warning("stream from upstream broke after content was sent: %s", exc)
             error = [render_stream_error(client_dialect, 502, f"the provider's stream broke: {exc}")]
         except TimeoutError:
+            outcome = "timeout"
             state.counters.timeouts += 1
             log.warning("stream from upstream stalled for %s s after content was sent", state.idle_timeout_s)
             message = "the provider's stream stalled"
             error = [render_stream_error(client_dialect, 504, message, error_type="timeout")]
         else:
             if state.complete and not state.failed:
+                outcome = None
                 for frame in state.converter.finish():
                     yield frame
                 return
+            outcome = "stream_error"
             message = "the provider's stream ended before the answer was complete"
             ended_early = [] if state.failed else [render_stream_error(client_dialect, 502, message)]
             error = state.held_error or ended_early
     finally:
         await response.close()
+        if state.trace is not None:
+            state.trace.end(response.status, outcome)
     if state.resumer is not None and state.ledger is not None and state.ledger.plain:
         continuation = await state.resumer(state.ledger)
         if continuation is not None:

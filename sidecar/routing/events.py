@@ -1,15 +1,29 @@
 """What the router tells the rest of the process: rate limits, failovers, finished requests.
 
-Observers (telemetry, the demo's live view, later gRPC `Admin.WatchEvents`) subscribe through the
-`Observer` protocol; with none registered, emitting costs one empty loop.
+Two kinds of listeners, both protocols so the routing layer never imports who implements them:
+
+- `Observer` (the demo's live view, tests, later gRPC `Admin.WatchEvents`) hears process-wide
+  events; with none registered, emitting costs one empty check.
+- `RequestTracing` (telemetry) follows one request from the ingress down to each upstream attempt:
+  the ingress opens a `RequestTrace` per inbound request, the router opens an `AttemptTrace` per
+  upstream request and hands its `upstream_headers` (a W3C `traceparent`) to the provider client.
+  Nothing here knows OpenTelemetry; with no tracing registered the hooks are a `None` check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sidecar.providers.ratelimit_headers import WaitSource
+
+if TYPE_CHECKING:
+    from sidecar.dialects import Dialect
+    from sidecar.dialects.sse import SseEvent
+    from sidecar.providers.client import ClientHeaders, ProviderClient
+    from sidecar.routing.exchange import InboundRequest
+    from sidecar.routing.strategies import Candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +61,40 @@ class Observer(Protocol):
     def on_failed_over(self, event: FailedOver) -> None: ...
 
     def on_served(self, event: Served) -> None: ...
+
+
+class AttemptTrace(Protocol):
+    """One upstream request (a retry is a new attempt). Ended exactly once with `end`."""
+
+    upstream_headers: Sequence[tuple[str, str]]  # sent with the upstream request (trace context)
+
+    def first_chunk(self) -> None:
+        """A streaming attempt received its first chunk of the body."""
+
+    def response_body(self, body: bytes) -> None:
+        """The whole upstream body of a non-streaming answer, in the provider's dialect."""
+
+    def stream_event(self, event: SseEvent) -> None:
+        """An upstream SSE event that may carry usage, the model or the finish reason (only those)."""
+
+    def end(self, status: int | None, error_type: str | None) -> None:
+        """`status`: the upstream HTTP status (None: none arrived); `error_type`: None on success,
+        else the status as a string (`"429"`) or a reason (`timeout`, `connect_error`, ...)."""
+
+
+class RequestTrace(Observer, Protocol):
+    """One inbound request, opened by the ingress, which ends it with the status it sent. Its
+    `on_rate_limited` always concerns the attempt started last (already ended: a 429 is recorded
+    after the attempt that got it, before the next one starts)."""
+
+    def on_request(self, request: InboundRequest) -> None:
+        """The request was parsed and is about to be routed."""
+
+    def start_attempt(self, client: ProviderClient, candidate: Candidate, stream: bool) -> AttemptTrace: ...
+
+    def end(self, status: int | None) -> None:
+        """The response went out (a stream: to its end); None when no response could be sent."""
+
+
+class RequestTracing(Protocol):
+    def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestTrace: ...

@@ -4,6 +4,10 @@ For one request: match the rule, ask its strategy for candidates, skip the ones 
 try the rest in order — each at most once, never sleeping between them — and record every 429 so
 the next request skips that candidate until its limit expires. The loop knows nothing of HTTP
 frameworks; both ingresses call `Router.route`.
+
+Telemetry follows along through the protocols of `events`: `route` gets the ingress's
+`RequestTrace` (or None) and each upstream request an `AttemptTrace`; a recorded 429 is reported
+before the next attempt starts, so it belongs to the attempt started last.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sidecar.providers.client import ProviderClient
 from sidecar.providers.ratelimit_headers import parse_rate_limit_hint
 from sidecar.routing.attempt import AttemptFailure, run_attempt
 from sidecar.routing.circuits import CircuitBreakers
-from sidecar.routing.events import FailedOver, Observer, RateLimited, Served
+from sidecar.routing.events import FailedOver, Observer, RateLimited, RequestTrace, RequestTracing, Served
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.limits import LimitKey, RateLimitTable, decide_limit
 from sidecar.routing.resume import Refused, Resumer, SentLedger, open_continuation
@@ -70,6 +74,7 @@ class _Pass:
     previous: tuple[Candidate, str] | None = None
     fallbacks_only: bool = False
     tried: set[Candidate] = field(default_factory=set)
+    trace: RequestTrace | None = None
 
 
 class Router:
@@ -82,6 +87,7 @@ class Router:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observers: Sequence[Observer] = (),
+        tracing: RequestTracing | None = None,
     ) -> None:
         self._table = table
         self.limits = limits
@@ -91,16 +97,19 @@ class Router:
         self.counters = Counters()
         self._rng = rng or random.Random()
         self.observers = list(observers)
+        self.tracing = tracing  # read by the ingresses, which open one RequestTrace per request
 
-    async def route(self, request: InboundRequest) -> RoutedResponse:
+    async def route(self, request: InboundRequest, trace: RequestTrace | None = None) -> RoutedResponse:
         table = self._table()  # one snapshot for the whole request, whatever reloads meanwhile
+        if trace is not None:
+            trace.on_request(request)
         rule = match_rule(table.rules, request.model)
         if rule is None:
             raise NoRouteError(request.model)
         max_wait = getattr(rule.strategy, "max_wait_for_retry_after_secs", 0.0)
         attempts = 0
         while True:
-            tally = _Pass(attempts=attempts)
+            tally = _Pass(attempts=attempts, trace=trace)
             response = await self._one_pass(request, table, rule, tally)
             if response is not None:
                 return response
@@ -141,17 +150,17 @@ class Router:
                 tally.unavailable_until.append(reopens if reopens is not None else now)
                 continue
             if tally.previous is not None:
-                self._emit_failover(tally.previous[0], candidate, tally.previous[1])
+                self._emit_failover(tally.previous[0], candidate, tally.previous[1], tally.trace)
             tally.tried.add(candidate)
             result = await self._try_candidate(client, candidate, exchange, request, tally, resumer)
             if isinstance(result, RoutedResponse):
                 result.attempts = tally.attempts
-                self._emit_served(candidate, tally.attempts, candidates[0])
+                self._emit_served(candidate, tally.attempts, candidates[0], tally.trace)
                 return result
             if result.outcome is Outcome.CLIENT_ERROR:
                 return self._client_error(candidate, result, tally.attempts, exchange.convert_error)
             if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
-                expiry = self._record_limit(rule.strategy, candidate, result)
+                expiry = self._record_limit(rule.strategy, candidate, result, tally.trace)
                 if expiry is not None:
                     tally.limited_until.append(expiry)
                 else:
@@ -192,8 +201,10 @@ class Router:
         probing = self.circuits.is_probing(candidate.provider_id, candidate.model)
         retries_left = 0 if probing else config.max_retries  # a probe is one request, no more
         backoff_s = config.retry_backoff_ms / 1000
+        traced = tally.trace
         while True:
             tally.attempts += 1
+            trace = traced.start_attempt(client, candidate, request.stream) if traced is not None else None
             result = await run_attempt(
                 client,
                 candidate,
@@ -203,6 +214,7 @@ class Router:
                 headers_in=request.headers,
                 counters=self.counters,
                 resumer=resumer,
+                trace=trace,
             )
             if isinstance(result, RoutedResponse):
                 self.limits.record_success(candidate.provider_id, candidate.model)
@@ -278,7 +290,7 @@ class Router:
                     self.circuits.release_probe(candidate.provider_id, candidate.model)
                     continue
                 if broken is not None:
-                    self._emit_failover(broken, candidate, "resume")
+                    self._emit_failover(broken, candidate, "resume", tally.trace)
                 return continuation
             return None
 
@@ -290,7 +302,9 @@ class Router:
         wait = min(tally.limited_until) - self.clock.monotonic()
         return max(wait, 0.0) if wait <= max_wait else None
 
-    def _record_limit(self, strategy: object, candidate: Candidate, failure: AttemptFailure) -> float | None:
+    def _record_limit(
+        self, strategy: object, candidate: Candidate, failure: AttemptFailure, trace: RequestTrace | None
+    ) -> float | None:
         quota = failure.outcome is Outcome.QUOTA_EXHAUSTED
         key = LimitKey(candidate.provider_id, None if quota else candidate.model)
         now = self.clock.monotonic()
@@ -325,6 +339,8 @@ class Router:
         )
         for observer in self.observers:
             observer.on_rate_limited(event)
+        if trace is not None:
+            trace.on_rate_limited(event)
         return entry.expires_at if entry is not None else None
 
     def _client_error(
@@ -366,18 +382,26 @@ class Router:
         status = 502 if tally.failures else 503
         raise AllCandidatesFailed(reasons_list, tally.attempts, retry_after, status=status)
 
-    def _emit_failover(self, source: Candidate, target: Candidate, reason: str) -> None:
-        if not self.observers:
+    def _emit_failover(
+        self, source: Candidate, target: Candidate, reason: str, trace: RequestTrace | None
+    ) -> None:
+        if not self.observers and trace is None:
             return
         event = FailedOver(source.provider_id, source.model, target.provider_id, target.model, reason)
         for observer in self.observers:
             observer.on_failed_over(event)
+        if trace is not None:
+            trace.on_failed_over(event)
 
-    def _emit_served(self, candidate: Candidate, attempts: int, first: Candidate) -> None:
-        if not self.observers:
+    def _emit_served(
+        self, candidate: Candidate, attempts: int, first: Candidate, trace: RequestTrace | None
+    ) -> None:
+        if not self.observers and trace is None:
             return
         event = Served(
             candidate.provider_id, candidate.model, candidate.role.value, attempts, first.provider_id
         )
         for observer in self.observers:
             observer.on_served(event)
+        if trace is not None:
+            trace.on_served(event)

@@ -1,0 +1,339 @@
+"""Spans and per-attempt metrics: the OpenTelemetry side of the routing layer's tracing hooks.
+
+`DetourTracing` implements `sidecar.routing.events.RequestTracing`. Per inbound request one SERVER
+span (its parent: the client's `traceparent`, if any); per upstream attempt one CLIENT span named
+`chat {model}` with the GenAI attributes, whose own context is what the upstream request carries.
+A 429 adds `detour.rate_limited` to its attempt's span, a failover adds `detour.failover` to the
+SERVER span. Metrics are recorded whether or not the trace is sampled.
+
+Off the hot path (STYLE habit 7): before the response goes out, a request only starts its spans
+(their contexts are needed for the upstream `traceparent`) and takes notes — timestamps, the
+upstream's usage, the events. Attributes, span events, span ends and every metric measurement are
+settled in `RequestSpan.end`, which the ingress calls once the response has been sent. Nothing
+happens per stream chunk, and every hook swallows its own errors: a telemetry bug must never
+break a request or a stream.
+
+Attributes are given to spans when they are settled, not at their start: they would inform only a
+custom sampler, and the samplers `OTEL_TRACES_SAMPLER` offers look at the trace id alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from sidecar.dialects import Dialect
+from sidecar.routing.events import FailedOver, RateLimited
+from sidecar.telemetry.usage import AnswerFacts, read_body, read_event
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+    from sidecar.dialects.sse import SseEvent
+    from sidecar.providers.client import ClientHeaders, ProviderClient
+    from sidecar.routing.events import Served
+    from sidecar.routing.exchange import InboundRequest
+    from sidecar.routing.strategies import Candidate
+    from sidecar.telemetry.instruments import Instruments
+
+log = logging.getLogger("detour.telemetry")
+
+OPERATION = "chat"  # both /v1/chat/completions and /v1/messages are GenAI "chat" operations
+_PROVIDER_NAMES = {Dialect.OPENAI: "openai", Dialect.ANTHROPIC: "anthropic"}
+_propagator = TraceContextTextMapPropagator()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Run a hook; log (once per hook) instead of raising into the request."""
+    warned = False
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal warned
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            if not warned:
+                warned = True
+                log.exception("telemetry hook %s failed; the request goes on", method.__name__)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class DetourTracing:
+    """The process-wide hook the router holds; opens one `RequestSpan` per inbound request."""
+
+    def __init__(
+        self, tracer: Tracer | None, instruments: Instruments | None, *, capture_content: bool
+    ) -> None:
+        self.tracer = tracer
+        self.instruments = instruments
+        self.capture_content = capture_content
+
+    def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestSpan:
+        """Always returns a trace (the ingress ends it); without a span if starting one failed."""
+        span: Span | None = None
+        if self.tracer is not None:
+            try:
+                parent = None
+                if headers.traceparent is not None:
+                    carrier = {"traceparent": headers.traceparent}
+                    if headers.tracestate is not None:
+                        carrier["tracestate"] = headers.tracestate
+                    parent = _propagator.extract(carrier)
+                span = self.tracer.start_span(f"POST {path}", context=parent, kind=SpanKind.SERVER)
+            except Exception:
+                log.exception("could not start the request's span; the request goes on")
+        return RequestSpan(self, span, path)
+
+
+class RequestSpan:
+    """`RequestTrace` for one inbound request."""
+
+    __slots__ = ("_attempts", "_body", "_events", "_owner", "_path", "_recording", "_served", "model", "span")
+
+    def __init__(self, owner: DetourTracing, span: Span | None, path: str) -> None:
+        self._owner = owner
+        self._path = path
+        self.span = span  # the parent of the attempts' spans, recording or not (sampled out)
+        self._recording = span is not None and span.is_recording()
+        self._attempts: list[AttemptSpan] = []
+        self._events: list[tuple[int, RateLimited | FailedOver, AttemptSpan | None]] = []
+        self._body: dict[str, Any] | None = None
+        self._served: Served | None = None
+        self.model = ""
+
+    def on_request(self, request: InboundRequest) -> None:
+        self.model = request.model
+        if self._owner.capture_content:
+            self._body = request.body
+
+    @_guarded
+    def start_attempt(self, client: ProviderClient, candidate: Candidate, stream: bool) -> AttemptSpan:
+        attempt = AttemptSpan(self, client, candidate, stream)
+        self._attempts.append(attempt)
+        return attempt
+
+    def on_rate_limited(self, event: RateLimited) -> None:
+        """Noted for the attempt that got the 429: the last one started."""
+        self._events.append((time.time_ns(), event, self._attempts[-1] if self._attempts else None))
+
+    def on_failed_over(self, event: FailedOver) -> None:
+        self._events.append((time.time_ns(), event, None))
+
+    def on_served(self, event: Served) -> None:
+        self._served = event
+
+    @_guarded
+    def end(self, status: int | None) -> None:
+        for at, event, noted in self._events:  # first: their span events go on still open spans
+            if isinstance(event, RateLimited):
+                self._settle_rate_limited(at, event, noted)
+            else:
+                self._settle_failover(at, event)
+        for attempt in self._attempts:
+            attempt.settle()
+        instruments = self._owner.instruments
+        if instruments is not None and self._served is not None:
+            instruments.served(self._served, self.model)
+        if self._recording and self.span is not None:
+            self._finish_span(self.span, status)
+
+    def _settle_rate_limited(self, at: int, event: RateLimited, attempt: AttemptSpan | None) -> None:
+        if self._owner.instruments is not None:
+            self._owner.instruments.rate_limited(event)
+        if attempt is not None and attempt.span is not None:
+            attributes: dict[str, Any] = {
+                "detour.provider": event.provider_id,
+                "gen_ai.request.model": event.model,
+                "detour.wait_s": event.wait_s,
+                "detour.wait_source": event.source.value,
+                "detour.reason": event.reason,
+            }
+            attempt.span.add_event("detour.rate_limited", attributes, timestamp=at)
+
+    def _settle_failover(self, at: int, event: FailedOver) -> None:
+        if self._owner.instruments is not None:
+            self._owner.instruments.failed_over(event)
+        if self._recording and self.span is not None:
+            attributes = {
+                "detour.from": event.from_provider,
+                "detour.to": event.to_provider,
+                "detour.reason": event.reason,
+            }
+            self.span.add_event("detour.failover", attributes, timestamp=at)
+
+    def _finish_span(self, span: Span, status: int | None) -> None:
+        attributes: dict[str, Any] = {
+            "http.request.method": "POST",
+            "http.route": self._path,
+            "url.path": self._path,
+        }
+        if self.model:
+            attributes["gen_ai.operation.name"] = OPERATION
+            attributes["gen_ai.request.model"] = self.model
+        served = self._served
+        if served is not None:
+            attributes["detour.provider"] = served.provider_id
+            attributes["detour.attempts"] = served.attempts
+            attributes["gen_ai.response.model"] = served.model
+        if status is None:
+            attributes["error.type"] = "cancelled"
+            span.set_status(Status(StatusCode.ERROR, "no response was sent"))
+        else:
+            attributes["http.response.status_code"] = status
+            if status >= 500:  # HTTP server spans: only 5xx are errors, a 4xx is the client's
+                attributes["error.type"] = str(status)
+                span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(attributes)
+        span.end()
+
+
+class AttemptSpan:
+    """`AttemptTrace` for one upstream request: a CLIENT span plus the attempt's metrics, both
+    settled by the request once its response has gone out (`end` only notes the outcome)."""
+
+    __slots__ = ("_candidate", "_chunk_at", "_client", "_ended", "_facts", "_outcome", "_request",
+                 "_settled", "_started", "span", "stream", "upstream_headers")  # fmt: skip
+
+    def __init__(
+        self, request: RequestSpan, client: ProviderClient, candidate: Candidate, stream: bool
+    ) -> None:
+        self._request = request
+        self._client = client
+        self._candidate = candidate
+        self._started = time.perf_counter()
+        self._chunk_at: float | None = None
+        self._ended: tuple[float, int] | None = None  # (perf_counter, time_ns) at the end
+        self._outcome: tuple[int | None, str | None] = (None, "cancelled")
+        self._settled = False
+        self._facts = AnswerFacts()
+        self.stream = stream
+        self.span: Span | None = None
+        self.upstream_headers: Sequence[tuple[str, str]] = ()
+        tracer = request._owner.tracer
+        if tracer is not None:
+            parent = request.span
+            span = tracer.start_span(
+                f"{OPERATION} {candidate.model}",
+                context=set_span_in_context(parent) if parent is not None else None,
+                kind=SpanKind.CLIENT,
+            )
+            self.upstream_headers = _trace_headers(span)
+            if span.is_recording():
+                self.span = span
+
+    @_guarded
+    def first_chunk(self) -> None:
+        if self._chunk_at is None:
+            self._chunk_at = time.perf_counter()
+
+    @_guarded
+    def response_body(self, body: bytes) -> None:
+        keep = self._request._owner.capture_content
+        read_body(self._client.dialect, body, self._facts, keep_output=keep)
+
+    @_guarded
+    def stream_event(self, event: SseEvent) -> None:
+        read_event(self._client.dialect, event, self._facts)
+
+    def end(self, status: int | None, error_type: str | None) -> None:
+        if self._ended is None:
+            self._ended = (time.perf_counter(), time.time_ns())
+            self._outcome = (status, error_type)
+
+    def settle(self) -> None:
+        """Finish the span and record the metrics, once; an attempt never ended counts as cancelled."""
+        if self._settled:
+            return
+        self._settled = True
+        if self._ended is None:
+            self.end(None, "cancelled")
+        assert self._ended is not None
+        ended_at, end_ns = self._ended
+        status, error_type = self._outcome
+        base = self._base_attributes()
+        if self.span is not None:
+            self._finish_span(self.span, base, status, error_type, end_ns)
+        instruments = self._request._owner.instruments
+        if instruments is None:
+            return
+        facts = self._facts
+        attributes = dict(base)
+        attributes["gen_ai.request.model"] = instruments.request_model(self._candidate.model)
+        if facts.model is not None:
+            attributes["gen_ai.response.model"] = instruments.response_model(facts.model)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        instruments.duration.record(ended_at - self._started, attributes)
+        if self.stream and self._chunk_at is not None:
+            instruments.time_to_first_chunk.record(self._chunk_at - self._started, attributes)
+        if facts.input_tokens is not None:
+            instruments.token_usage.record(facts.input_tokens, {**attributes, "gen_ai.token.type": "input"})
+        if facts.output_tokens is not None:
+            instruments.token_usage.record(facts.output_tokens, {**attributes, "gen_ai.token.type": "output"})
+
+    def _base_attributes(self) -> dict[str, Any]:
+        """The attributes spans and metrics share (GenAI conventions, plus Detour's provider id)."""
+        host, port = self._client.address
+        return {
+            "gen_ai.operation.name": OPERATION,
+            "gen_ai.provider.name": _PROVIDER_NAMES.get(self._client.dialect, str(self._client.dialect)),
+            "gen_ai.request.model": self._candidate.model,
+            "server.address": host,
+            "server.port": port,
+            "detour.provider": self._candidate.provider_id,  # bounded by the config
+        }
+
+    def _finish_span(
+        self, span: Span, base: dict[str, Any], status: int | None, error_type: str | None, end_ns: int
+    ) -> None:
+        facts = self._facts
+        attributes = {**base, "detour.role": self._candidate.role.value}
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if facts.model is not None:
+            attributes["gen_ai.response.model"] = facts.model
+        if facts.input_tokens is not None:
+            attributes["gen_ai.usage.input_tokens"] = facts.input_tokens
+        if facts.output_tokens is not None:
+            attributes["gen_ai.usage.output_tokens"] = facts.output_tokens
+        if facts.finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = facts.finish_reasons
+        request = self._request
+        if request._owner.capture_content and request._body is not None:
+            attributes["gen_ai.input.messages"] = _json(request._body.get("messages"))
+        if facts.output is not None:
+            attributes["gen_ai.output.messages"] = _json(facts.output)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_attributes(attributes)
+        span.end(end_time=end_ns)
+
+
+def _trace_headers(span: Span) -> Sequence[tuple[str, str]]:
+    """The W3C trace context of `span`, for the upstream request it stands for."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return ()
+    headers = [
+        ("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}")
+    ]
+    if context.trace_state:
+        headers.append(("tracestate", context.trace_state.to_header()))
+    return headers
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value, default=str).decode()

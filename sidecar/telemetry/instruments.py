@@ -1,0 +1,127 @@
+"""The metric instruments of SPEC §6, created once at start-up, and the bound on model attributes.
+
+Names, units and bucket boundaries follow the GenAI semantic conventions for the `gen_ai.client.*`
+histograms; the `detour.*` instruments are the seed's rate-limit metrics in OTel form. Every
+model-valued attribute goes through a `BoundedValues` (100 distinct values per process, the rest
+`_OTHER`): model names come from clients, and each new value would be a new series forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from sidecar.routing.events import FailedOver, RateLimited, Served
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+OTHER = "_OTHER"
+MAX_MODEL_VALUES = 100
+
+# GenAI semantic conventions: ExplicitBucketBoundaries advised for these histograms.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+# Rate-limit waits: from "skip for this request" (0) through Retry-After seconds to the 48 h cap.
+BACKOFF_BUCKETS = (0, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 172800)
+
+ActiveLimits = Callable[[], Mapping[str, int]]
+
+
+class BoundedValues:
+    """Passes the first `limit` distinct values through and maps every later new value to `_OTHER`.
+    Only the event loop's thread records metrics, so no lock is needed."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = MAX_MODEL_VALUES) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+class Instruments:
+    def __init__(self, meter: Meter) -> None:
+        self.request_model = BoundedValues()
+        self.response_model = BoundedValues()
+        self.limited_model = BoundedValues()
+        self._active: ActiveLimits | None = None
+        self.rate_limit_events = meter.create_counter(
+            "detour.rate_limit.events", "{event}", "Upstream answers that rate-limited a candidate (429)."
+        )
+        self.alternatives_used = meter.create_counter(
+            "detour.rate_limit.alternatives_used",
+            "{request}",
+            "Requests answered by a provider other than the rule's first choice.",
+        )
+        self.backoff = meter.create_histogram(
+            "detour.rate_limit.backoff",
+            "s",
+            "The wait applied to a rate-limited candidate (0: skipped for this request only).",
+            explicit_bucket_boundaries_advisory=BACKOFF_BUCKETS,
+        )
+        self.failovers = meter.create_counter(
+            "detour.failovers", "{failover}", "Moves to the next candidate within one request."
+        )
+        meter.create_observable_gauge(
+            "detour.rate_limit.active",
+            [self._observe_active],
+            "{candidate}",
+            "Candidates rate-limited now.",
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            "s",
+            "GenAI operation duration (one upstream attempt; a stream until its end).",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            "{token}",
+            "Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            "s",
+            "Time to receive the first chunk of a streaming answer.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    def watch_limits(self, active: ActiveLimits) -> None:
+        """Where `detour.rate_limit.active` reads from: limited candidates per provider id."""
+        self._active = active
+
+    def rate_limited(self, event: RateLimited) -> None:
+        model = self.limited_model(event.model)
+        self.rate_limit_events.add(1, {"provider": event.provider_id, "model": model, "reason": event.reason})
+        self.backoff.record(event.wait_s, {"provider": event.provider_id})
+
+    def failed_over(self, event: FailedOver) -> None:
+        self.failovers.add(1, {"from": event.from_provider, "to": event.to_provider, "reason": event.reason})
+
+    def served(self, event: Served, requested_model: str) -> None:
+        if event.provider_id == event.first_provider:
+            return
+        attributes = {
+            "primary_provider": event.first_provider,
+            "alternative_provider": event.provider_id,
+            "model": self.request_model(requested_model),
+        }
+        self.alternatives_used.add(1, attributes)
+
+    def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        if self._active is None:
+            return []
+        return [Observation(count, {"provider": provider}) for provider, count in self._active().items()]
