@@ -13,12 +13,14 @@ import logging
 import random
 import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import uvicorn
 
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig
 from sidecar.ingress.asgi import DetourASGI
+from sidecar.kube.reload import ReloadStatus
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import HttpxTransport, Transport
 from sidecar.routing.events import Observer
@@ -45,6 +47,7 @@ class Sidecar:
         self._clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
         self._retired: list[ProviderClient] = []
         self._transport_factory = transport_factory
+        self.config_source: ReloadStatus | None = None  # set by whoever feeds reloads (the CLI)
         capacity = loaded.config.routing.rate_limit_table_size if loaded else 1000
         self.router = Router(
             self.current_table,
@@ -62,6 +65,10 @@ class Sidecar:
 
     def current_table(self) -> RouteTable | None:
         return self._table
+
+    def describe_config_source(self) -> dict[str, Any] | None:
+        """The config source and its last reload's result, when a reloader feeds this sidecar."""
+        return self.config_source.describe() if self.config_source is not None else None
 
     def active_limits(self) -> dict[str, int]:
         """Candidates rate-limited now, per configured provider (0 included), for the
@@ -103,6 +110,7 @@ class Sidecar:
             providers=dict(loaded.config.providers),
             clients={provider_id: client for provider_id, (_, client) in clients.items()},
         )
+        self.router.limits.capacity = loaded.config.routing.rate_limit_table_size
         self.router.limits.keep_only(set(clients))
         self.router.circuits.settings = loaded.config.routing.circuit_breaker
         self.router.circuits.keep_only(set(clients))

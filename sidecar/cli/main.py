@@ -26,6 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--config", default=os.environ.get("DETOUR_CONFIG"), help="routes.yaml (env DETOUR_CONFIG)"
     )
+    serve.add_argument(
+        "--configmap",
+        default=os.environ.get("DETOUR_CONFIGMAP"),
+        metavar="NAMESPACE/NAME",
+        help="watch routes in this ConfigMap through the API server (env DETOUR_CONFIGMAP)",
+    )
+    serve.add_argument(
+        "--configmap-key",
+        default=os.environ.get("DETOUR_CONFIGMAP_KEY", "routes.yaml"),
+        help="the ConfigMap's data key holding the routes (default routes.yaml)",
+    )
+    serve.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG)"
+    )
+    serve.add_argument(
+        "--reload-interval", type=float, default=0.5, help="seconds between checks of --config FILE"
+    )
     serve.add_argument("--host", default=None, help="bind address (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: server.port or 8081)")
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
@@ -58,18 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate(args.file)
     if args.command == "serve":
         _configure_logging(args.log_level)
-        if not args.config:
-            print("detour serve: --config FILE is required", file=sys.stderr)
+        if bool(args.config) == bool(args.configmap):
+            print(
+                "detour serve: give exactly one of --config FILE or --configmap NAMESPACE/NAME",
+                file=sys.stderr,
+            )
             return 2
-        from sidecar.cli.serve import serve_forever
+        from sidecar.cli.serve import ServeSettings, serve_forever
+        from sidecar.kube.configmap import ConfigMapRef
         from sidecar.telemetry import TelemetrySettings
 
-        telemetry = TelemetrySettings.from_env(
-            os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+        try:
+            configmap = ConfigMapRef.parse(args.configmap, args.configmap_key) if args.configmap else None
+        except ValueError as exc:
+            print(f"detour serve: --configmap: {exc}", file=sys.stderr)
+            return 2
+        settings = ServeSettings(
+            config_path=args.config,
+            configmap=configmap,
+            host=args.host,
+            port=args.port,
+            reload_interval_s=args.reload_interval,
+            kubeconfig=args.kubeconfig,
+            telemetry=TelemetrySettings.from_env(
+                os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
+            ),
         )
-        return _run(
-            lambda: serve_forever(args.config, host=args.host, port=args.port, telemetry_settings=telemetry)
-        )
+        return _run(lambda: serve_forever(settings))
     from sidecar.cli.demo import run_demo
 
     _configure_logging("warning")

@@ -1,55 +1,117 @@
-"""`detour serve`: load the config, start telemetry if the environment asks for it, bind, serve
-until signalled, then flush telemetry."""
+"""`detour serve`: pick the config source, start telemetry if the environment asks for it, bind,
+serve until signalled, then flush telemetry.
+
+Two sources (docs/configuration.md): `--config FILE`, reloaded when the file (or a mounted
+ConfigMap's `..data` symlink) changes, where an invalid file at start-up is fatal; or
+`--configmap NAMESPACE/NAME`, watched through the API server, where the process serves at once and
+turns ready with the first valid config. Either way every change goes through `ConfigReloader`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from sidecar.app import Sidecar, bind_socket, serve
-from sidecar.config.loader import load_config_file
-from sidecar.errors import ConfigError
+from sidecar.kube.configmap import ConfigMapRef
+from sidecar.kube.reload import ConfigReloader
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import start_telemetry
 
 log = logging.getLogger("detour")
 
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8081
 
-async def serve_forever(
-    config_path: str,
-    *,
-    host: str | None,
-    port: int | None,
-    telemetry_settings: TelemetrySettings | None = None,
-) -> int:
-    try:
-        loaded = load_config_file(config_path, env=os.environ)
-    except ConfigError as exc:
-        log.error("config %s is invalid:\n%s", config_path, exc)
-        return 1
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
-    server_config = loaded.config.server
-    bind_host = host or server_config.host
-    bind_port = server_config.port if port is None else port
+
+@dataclass(frozen=True)
+class ServeSettings:
+    config_path: str | None = None
+    configmap: ConfigMapRef | None = None
+    host: str | None = None
+    port: int | None = None
+    reload_interval_s: float = 0.5
+    kubeconfig: str | None = None
+    telemetry: TelemetrySettings | None = None
+
+
+async def serve_forever(settings: ServeSettings) -> int:
     # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found; a no-op handler
     # makes that a clean exit 0 instead of death by signal after a graceful shutdown.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        telemetry = start_telemetry(telemetry_settings) if telemetry_settings is not None else None
+        telemetry = start_telemetry(settings.telemetry) if settings.telemetry is not None else None
     except OSError as exc:  # e.g. the --metrics-port is taken
         log.error("telemetry could not start: %s", exc)
         return 1
-    sidecar = Sidecar(loaded, telemetry=telemetry)
-    sock = bind_socket(bind_host, bind_port)
-    log.info("detour serving on http://%s:%d", bind_host, sock.getsockname()[1])
+    sidecar = Sidecar(telemetry=telemetry)
     try:
-        await serve(sidecar, sock)
+        follow = await _config_source(settings, sidecar)
+        if follow is None:
+            return 1
+        host, port = _address(settings, sidecar)
+        sock = bind_socket(host, port)
+        log.info("detour serving on http://%s:%d", host, sock.getsockname()[1])
+        following = asyncio.ensure_future(follow)
+        try:
+            await serve(sidecar, sock)
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            sock.close()
     finally:
         await sidecar.aclose()
-        sock.close()
         if telemetry is not None:
             await asyncio.to_thread(telemetry.shutdown)  # exports what is still buffered
     return 0
+
+
+async def _config_source(settings: ServeSettings, sidecar: Sidecar) -> Coroutine[Any, Any, None] | None:
+    """Load the first config (file mode) and return the coroutine that follows later changes."""
+    if settings.configmap is not None:
+        from sidecar.kube.client import core_v1_api
+        from sidecar.kube.follow import configmap_reporter, follow_configmap
+
+        ref = settings.configmap
+        core_api = await asyncio.to_thread(core_v1_api, settings.kubeconfig)
+        reloader = ConfigReloader(
+            sidecar.apply, source=f"configmap:{ref}", env=os.environ, report=configmap_reporter(ref, core_api)
+        )
+        sidecar.config_source = reloader.status
+        log.info("following configmap %s (key %s)", ref, ref.key)
+        return follow_configmap(ref, reloader, core_api)
+
+    from sidecar.kube.follow import follow_file
+
+    path = settings.config_path
+    assert path is not None  # the CLI requires one source
+    try:
+        text = await asyncio.to_thread(_read, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        log.error("config %s could not be read: %s", path, exc)
+        return None
+    reloader = ConfigReloader(sidecar.apply, source=f"file:{path}", env=os.environ)
+    sidecar.config_source = reloader.status
+    if not await reloader.offer_text(text, origin=f"file:{path}"):
+        return None  # an invalid file at start-up is fatal; the problems were logged
+    return follow_file(path, reloader, initial_text=text, interval_s=settings.reload_interval_s)
+
+
+def _address(settings: ServeSettings, sidecar: Sidecar) -> tuple[str, int]:
+    """Command-line flags win over the config's `server` section, which wins over the defaults."""
+    table = sidecar.current_table()
+    server = table.loaded.config.server if table is not None else None
+    host = settings.host or (server.host if server else DEFAULT_HOST)
+    port = settings.port if settings.port is not None else (server.port if server else DEFAULT_PORT)
+    return host, port
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()

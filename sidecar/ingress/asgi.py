@@ -50,6 +50,8 @@ class Runtime(Protocol):
 
     def current_table(self) -> RouteTable | None: ...
 
+    def describe_config_source(self) -> dict[str, Any] | None: ...
+
 
 class DetourASGI:
     def __init__(self, runtime: Runtime) -> None:
@@ -153,6 +155,7 @@ class DetourASGI:
         state = describe_state(
             self.runtime.current_table(), router.limits, router.clock, router.circuits, router.counters
         )
+        state["reload"] = self.runtime.describe_config_source()
         await _send_whole(send, 200, [], orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
 

@@ -1,0 +1,153 @@
+"""`detour serve` as users run it, with each config source: a file that changes under it, and a
+ConfigMap watched through a wire-faithful API server. Real processes, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+
+from sidecar.simulate import SimulatedProvider
+from tests.support.fake_kube import FakeKubeAPI
+from tests.support.running import config_text, limits_alternative_rule, provider
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+AUTH = {"authorization": "Bearer sk"}
+
+
+def routes(*sims: SimulatedProvider, typo: bool = False) -> str:
+    providers = {f"p{i}": provider("openai", sim.base_url) for i, sim in enumerate(sims)}
+    primaries = [f"{name}-typo" if typo else name for name in providers]
+    return config_text(providers, [limits_alternative_rule(primaries)])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Detour:
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.log: list[str] = []
+
+    async def line_containing(self, text: str, *, within_s: float = 10) -> str:
+        """Read the process's log until a line says `text` (the process tells us; no polling)."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(within_s):
+            while True:
+                line = (await self.process.stderr.readline()).decode()
+                if not line:
+                    raise AssertionError(f"detour exited before logging {text!r}:\n" + "".join(self.log))
+                self.log.append(line)
+                if text in line:
+                    return line
+
+    async def served_by(self) -> str:
+        async with httpx.AsyncClient(base_url=self.url, headers=AUTH) as client:
+            response = await client.post("/v1/chat/completions", json=CHAT)
+        assert response.status_code == 200, response.text
+        return response.headers["x-detour-provider"]
+
+
+@contextlib.asynccontextmanager
+async def detour(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Detour]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sidecar.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    running = Detour(process, port)
+    try:
+        await running.line_containing("detour serving on")
+        yield running
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
+
+
+async def test_serve_reloads_a_changed_file_and_rejects_a_broken_one(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "routes.yaml"
+    async with SimulatedProvider("openai") as first, SimulatedProvider("openai") as second:
+        config.write_text(routes(first))
+        async with detour("--config", str(config), "--reload-interval", "0.05") as running:
+            assert await running.served_by() == "p0"
+            config.write_text(routes(second, first))
+            await running.line_containing("applied from file:")
+            assert await running.served_by() == "p0"
+            config.write_text(routes(second, typo=True))
+            await running.line_containing("rejected; the last good config stays active")
+            assert await running.served_by() == "p0"
+            async with httpx.AsyncClient(base_url=running.url) as client:
+                state = (await client.get("/admin/state")).json()
+
+    assert len(first.requests) == 1
+    assert len(second.requests) == 2, "the reloaded route served, and kept serving after the bad edit"
+    assert state["reload"]["source"] == f"file:{config}"
+    assert state["reload"]["last_result"] == "rejected"
+    assert "unknown provider 'p0-typo'" in state["reload"]["last_problems"][0]
+    assert state["config"]["version"] == state["reload"]["version"]
+
+
+async def test_serve_follows_a_configmap_and_reports_to_it(tmp_path: pathlib.Path) -> None:
+    async with (
+        FakeKubeAPI() as api,
+        SimulatedProvider("openai") as first,
+        SimulatedProvider("openai") as second,
+    ):
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        async with detour("--configmap", "apps/routes", "--kubeconfig", kubeconfig) as running:
+            async with httpx.AsyncClient(base_url=running.url) as client:
+                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/readyz")).status_code == 503, "not ready before a config exists"
+            api.apply_configmap("apps", "routes", {"routes.yaml": routes(first)})
+            await api.wait_for_event("ConfigApplied")
+            assert await running.served_by() == "p0"
+            api.apply_configmap("apps", "routes", {"routes.yaml": routes(second)})
+            await api.wait_for_event("ConfigApplied")
+            assert await running.served_by() == "p0"
+            api.apply_configmap("apps", "routes", {"routes.yaml": routes(second, typo=True)})
+            warning = await api.wait_for_event("InvalidRoutingConfig")
+            assert await running.served_by() == "p0"
+            async with httpx.AsyncClient(base_url=running.url) as client:
+                ready = await client.get("/readyz")
+                state = (await client.get("/admin/state")).json()
+
+    assert ready.status_code == 200
+    assert (len(first.requests), len(second.requests)) == (1, 2)
+    assert warning["involvedObject"]["name"] == "routes"
+    assert state["reload"]["source"] == "configmap:apps/routes"
+    assert state["config"]["source"].startswith("configmap:apps/routes@")
+
+
+async def test_serve_refuses_two_config_sources() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sidecar.cli.main",
+        "serve",
+        "--config",
+        "a.yaml",
+        "--configmap",
+        "ns/cm",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert b"exactly one of" in stderr
