@@ -142,6 +142,11 @@ def make_server(sidecar: Sidecar, *, log_level: str = "warning") -> uvicorn.Serv
         http="httptools",
         lifespan="off",
         access_log=False,
+        # Pod-local: there is no proxy in front whose X-Forwarded-* headers to trust, and no reason
+        # to spend per-response work on Server/Date headers nobody reads.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
         log_level=log_level,
         timeout_graceful_shutdown=5,
     )

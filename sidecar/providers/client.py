@@ -43,19 +43,33 @@ class ClientHeaders:
         credential: list[tuple[str, str]] = []
         options: list[tuple[str, str]] = []
         traceparent = tracestate = None
-        wanted = _DIALECT_HEADERS[dialect]
+        interesting = _INTERESTING[dialect]
+        # ASGI header names arrive lower-cased; SDKs send a dozen headers, and only the few we
+        # forward are decoded.
         for raw_name, raw_value in raw_headers:
-            name = raw_name.decode("latin-1").lower()
-            if name in _CREDENTIAL_HEADERS:
-                credential.append((name, raw_value.decode("latin-1")))
-            elif name in wanted:
-                options.append((name, raw_value.decode("latin-1")))
-            elif name in _TRACE_HEADERS:
-                if name == "traceparent":
-                    traceparent = raw_value.decode("latin-1")
-                else:
-                    tracestate = raw_value.decode("latin-1")
+            kind = interesting.get(raw_name)
+            if kind is None:
+                continue
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if kind == "credential":
+                credential.append((name, value))
+            elif kind == "option":
+                options.append((name, value))
+            elif name == "traceparent":
+                traceparent = value
+            else:
+                tracestate = value
         return cls(dialect, tuple(credential), tuple(options), traceparent, tracestate)
+
+
+_INTERESTING = {
+    dialect: {
+        **{name.encode(): "credential" for name in _CREDENTIAL_HEADERS},
+        **{name.encode(): "option" for name in _DIALECT_HEADERS[dialect]},
+        **{name.encode(): "trace" for name in _TRACE_HEADERS},
+    }
+    for dialect in ProviderType
+}
 
 
 class ProviderClient:

@@ -96,6 +96,7 @@ class HttpxTransport:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = AiohttpTransport(limits=limits, trust_env=False, client=self._new_session)
         self._max_connections = max_connections
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: a provider sends to one or two URLs
 
     def _new_session(self) -> aiohttp.ClientSession:
         # Created lazily, on the first request, inside the running event loop.
@@ -111,9 +112,12 @@ class HttpxTransport:
             "write": timeouts.read_s,
             "pool": None,
         }
+        url = self._urls.get(request.url)
+        if url is None:
+            url = self._urls[request.url] = httpx.URL(request.url)
         http_request = httpx.Request(
             request.method,
-            request.url,
+            url,
             headers=request.headers,
             content=request.content,
             extensions={"timeout": timeout},

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from sidecar.config.models import Rule
+from sidecar.config.models import RoundRobinStrategy, Rule, WeightedRoundRobinStrategy
 from sidecar.dialects.adapt import Exchange, plan_exchange
 from sidecar.dialects.continuation import ContinuationFrames
 from sidecar.errors import (
@@ -44,6 +44,7 @@ log = logging.getLogger("detour.routing")
 
 DEFAULT_BACKOFF_BASE_S = 60.0
 DEFAULT_MAX_BACKOFF_S = 3600.0
+PLAN_CACHE_SIZE = 1024
 # Failures worth one more try on the same candidate: a 5xx or a lost connection may be transient,
 # while a timeout means a silent provider that should not be asked again in this request.
 RETRIABLE = frozenset({"server_error", "connect_error", "stream_error"})
@@ -124,7 +125,7 @@ class Router:
     async def _one_pass(
         self, request: InboundRequest, table: RouteTable, rule: Rule, tally: _Pass
     ) -> RoutedResponse | None:
-        candidates = plan(rule, request.model, table.providers, self.rotations)
+        candidates = self._candidates(rule, request.model, table)
         resumer = (
             self._resumer(request, table, candidates, tally)
             if rule.resume_streams and request.stream
@@ -171,6 +172,17 @@ class Router:
                     tally.fallbacks_only = True  # a larger model may fit; the same model never will
             tally.previous = (candidate, result.reason)
         return None
+
+    def _candidates(self, rule: Rule, model: str, table: RouteTable) -> list[Candidate]:
+        if isinstance(rule.strategy, RoundRobinStrategy | WeightedRoundRobinStrategy):
+            return plan(rule, model, table.providers, self.rotations)  # rotates: new order each time
+        key = (rule.name, model)
+        candidates = table.plans.get(key)
+        if candidates is None:
+            if len(table.plans) >= PLAN_CACHE_SIZE:
+                table.plans.clear()  # model names come from clients: never let them grow the cache
+            candidates = table.plans[key] = plan(rule, model, table.providers, self.rotations)
+        return candidates
 
     def _exchange(
         self, request: InboundRequest, table: RouteTable, client: ProviderClient, candidate: Candidate

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig, Rule
 from sidecar.providers.client import ProviderClient
+from sidecar.routing.strategies import Candidate
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class RouteTable:
     rules: list[Rule]
     providers: Mapping[str, ProviderConfig]
     clients: Mapping[str, ProviderClient]
+    # Candidate lists of the strategies that do not rotate, per (rule, requested model): the same
+    # for every request while this snapshot is in force. Bounded by `Router`.
+    plans: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
