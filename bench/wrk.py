@@ -64,10 +64,16 @@ def _lua_string(text: str) -> str:
 def write_script(
     path: pathlib.Path, body: bytes, headers: Mapping[str, str], *, delay_ms: int | None = None
 ) -> pathlib.Path:
-    """A wrk script that POSTs `body`; with `delay_ms`, each connection pauses that long between
-    requests (wrk's `delay` hook), which paces the load below saturation."""
+    """A wrk script that POSTs `body`; with `delay_ms`, each connection pauses between requests
+    (wrk's `delay` hook) for an exponentially distributed time with that mean: independent clients,
+    as on a real pod. A fixed pause would march all connections in lockstep and measure the
+    queueing of synchronised bursts instead of the added latency at that load."""
     lines = "\n".join(f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
-    delay = "" if delay_ms is None else f"delay = function() return {int(delay_ms)} end"
+    delay = (
+        ""
+        if delay_ms is None
+        else f"delay = function() return math.floor(-math.log(1 - math.random()) * {int(delay_ms)}) end"
+    )
     path.write_text(_SCRIPT.format(body=_lua_string(body.decode()), headers=lines, delay=delay))
     return path
 

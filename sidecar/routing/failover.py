@@ -338,7 +338,9 @@ class Router:
         )
         entry = self.limits.record(key, decision, now)
         applied = entry.wait_s if entry is not None else 0.0
-        log.info(
+        # A limit worth knowing about is logged; "retry now" 429s can come every request, so quietly.
+        log.log(
+            logging.INFO if entry is not None else logging.DEBUG,
             "provider %s model %s rate-limited (%s): waiting %.3f s from %s",
             candidate.provider_id,
             candidate.model,
