@@ -139,6 +139,11 @@ class ProviderClient:
     async def close(self) -> None:
         await self._transport.close()
 
+    async def wait_closed(self) -> None:
+        """After `retire`: until the pool has been closed (immediately if it is idle)."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+
     def _finished(self) -> None:
         self._in_flight -= 1
         if self._retired and self._in_flight == 0:

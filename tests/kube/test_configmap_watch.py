@@ -209,3 +209,22 @@ async def test_a_reload_during_a_stream_lets_the_stream_finish_on_its_snapshot(
     assert b"six" in body
     assert after == "p0"
     assert len(new.requests) == 1
+
+
+async def test_the_watcher_reconnects_after_a_dropped_connection(
+    tmp_path: pathlib.Path, api: FakeKubeAPI
+) -> None:
+    async with SimulatedProvider("openai") as first, SimulatedProvider("openai") as second:
+        api.apply_configmap(NAMESPACE, NAME, {"routes.yaml": routes(first)})
+        async with watching(tmp_path, api) as w:
+            await w.applied(1)
+            await api.wait_for_watchers(1)
+            watches_before = sum("watch=true" in path for _, path in api.requests)
+            api.drop_watches()
+            await api.wait_for_watchers(1)
+            api.apply_configmap(NAMESPACE, NAME, {"routes.yaml": routes(second)})
+            await w.applied(2)
+            assert await w.served_by() == "p0"
+
+    assert len(second.requests) == 1
+    assert sum("watch=true" in path for _, path in api.requests) > watches_before
