@@ -8,14 +8,9 @@ import openai
 import pytest
 
 from sidecar.simulate import RateLimit, SimulatedProvider
-from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import pair_config, running_sidecar
 
 PROMPT = [{"role": "user", "content": "Say hello"}]
-
-
-def pair_config(dialect: str, primary: SimulatedProvider, backup: SimulatedProvider) -> str:
-    providers = {"primary": provider(dialect, primary.base_url), "backup": provider(dialect, backup.base_url)}
-    return config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
 
 
 @pytest.fixture
@@ -35,7 +30,7 @@ async def anthropic_pair():
 async def test_the_openai_sdk_gets_the_alternative_answer_without_noticing_the_failover(openai_pair) -> None:
     primary, backup = openai_pair
     primary.script(RateLimit(retry_after="30"))
-    async with running_sidecar(pair_config("openai", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk-client", max_retries=0)
         raw = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=PROMPT)
         completion = raw.parse()
@@ -50,7 +45,7 @@ async def test_the_openai_sdk_gets_the_alternative_answer_without_noticing_the_f
 async def test_an_openai_sdk_stream_fails_over_before_the_first_token(openai_pair) -> None:
     primary, backup = openai_pair
     primary.script(RateLimit(retry_after="30"))
-    async with running_sidecar(pair_config("openai", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk-client", max_retries=0)
         raw = await client.chat.completions.with_raw_response.create(
             model="gpt-4o", messages=PROMPT, stream=True
@@ -68,7 +63,7 @@ async def test_the_openai_sdk_raises_rate_limit_error_when_everything_is_limited
     primary, backup = openai_pair
     primary.script(RateLimit(retry_after="30"))
     backup.script(RateLimit(retry_after="12"))
-    async with running_sidecar(pair_config("openai", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk-client", max_retries=0)
         with pytest.raises(openai.RateLimitError) as raised:
             await client.chat.completions.create(model="gpt-4o", messages=PROMPT)
@@ -85,7 +80,7 @@ async def test_the_anthropic_sdk_gets_the_alternative_answer_without_noticing_th
 ) -> None:
     primary, backup = anthropic_pair
     primary.script(RateLimit(retry_after="30"))
-    async with running_sidecar(pair_config("anthropic", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = anthropic.AsyncAnthropic(base_url=detour.url, api_key="sk-ant-client", max_retries=0)
         raw = await client.messages.with_raw_response.create(
             model="claude-test-model", max_tokens=64, messages=PROMPT
@@ -105,7 +100,7 @@ async def test_the_anthropic_sdk_gets_the_alternative_answer_without_noticing_th
 async def test_the_anthropic_sdk_stream_helper_assembles_the_alternative_answer(anthropic_pair) -> None:
     primary, backup = anthropic_pair
     primary.script(RateLimit(retry_after="30"))
-    async with running_sidecar(pair_config("anthropic", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = anthropic.AsyncAnthropic(base_url=detour.url, api_key="sk-ant-client", max_retries=0)
         async with client.messages.stream(
             model="claude-test-model", max_tokens=64, messages=PROMPT
@@ -124,7 +119,7 @@ async def test_the_anthropic_sdk_raises_rate_limit_error_when_everything_is_limi
     primary, backup = anthropic_pair
     primary.script(RateLimit(retry_after="30"))
     backup.script(RateLimit(retry_after="9"))
-    async with running_sidecar(pair_config("anthropic", primary, backup)) as detour:
+    async with running_sidecar(pair_config(primary, backup)) as detour:
         client = anthropic.AsyncAnthropic(base_url=detour.url, api_key="sk-ant-client", max_retries=0)
         with pytest.raises(anthropic.RateLimitError) as raised:
             await client.messages.create(model="claude-test-model", max_tokens=64, messages=PROMPT)

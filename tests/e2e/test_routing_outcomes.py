@@ -10,7 +10,13 @@ import httpx
 import orjson
 
 from sidecar.simulate import ErrorReply, RateLimit, Reply, ServerError, SimulatedProvider
-from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import (
+    config_text,
+    limits_alternative_rule,
+    pair_config,
+    provider,
+    running_sidecar,
+)
 
 AUTH = {"authorization": "Bearer sk-client"}
 
@@ -22,14 +28,8 @@ def chat(model: str = "gpt-4o", **extra: object) -> dict[str, object]:
 async def test_a_429_for_one_model_does_not_block_another_model_on_the_same_provider() -> None:
     async with SimulatedProvider("openai") as primary, SimulatedProvider("openai") as backup:
         primary.script(RateLimit(retry_after="60"))
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             big = await client.post("/v1/chat/completions", json=chat("gpt-4o"), headers=AUTH)
@@ -44,14 +44,8 @@ async def test_a_429_for_one_model_does_not_block_another_model_on_the_same_prov
 async def test_an_exhausted_quota_limits_every_model_of_the_provider() -> None:
     async with SimulatedProvider("openai") as primary, SimulatedProvider("openai") as backup:
         primary.script(RateLimit(quota=True, limit_headers=False))
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             await client.post("/v1/chat/completions", json=chat("gpt-4o"), headers=AUTH)
@@ -78,14 +72,8 @@ async def test_the_openai_reset_header_sets_the_limit_when_no_retry_after_is_sen
                 headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"},
             )
         )
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             await client.post("/v1/chat/completions", json=chat(), headers=AUTH)
@@ -97,14 +85,8 @@ async def test_the_openai_reset_header_sets_the_limit_when_no_retry_after_is_sen
 async def test_retry_after_zero_skips_the_provider_for_this_request_only() -> None:
     async with SimulatedProvider("openai") as primary, SimulatedProvider("openai") as backup:
         primary.script(RateLimit(retry_after="0", limit_headers=False))
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             first = await client.post("/v1/chat/completions", json=chat(), headers=AUTH)
@@ -117,14 +99,8 @@ async def test_retry_after_zero_skips_the_provider_for_this_request_only() -> No
 async def test_a_server_error_fails_over_and_is_not_recorded_as_a_rate_limit() -> None:
     async with SimulatedProvider("anthropic") as primary, SimulatedProvider("anthropic") as backup:
         primary.script(ServerError(529), ServerError(503))  # the first try and its one retry
-        providers = {
-            "primary": provider("anthropic", primary.base_url),
-            "backup": provider("anthropic", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             body = {
@@ -183,14 +159,8 @@ async def test_a_client_error_is_returned_as_the_provider_sent_it_without_failov
                 code="content_policy_violation",
             )
         )
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url) as client,
         ):
             response = await client.post("/v1/chat/completions", json=chat(), headers=AUTH)
@@ -257,14 +227,8 @@ async def test_fifty_concurrent_requests_are_all_answered_while_the_primary_star
     async with SimulatedProvider("openai") as primary, SimulatedProvider("openai") as backup:
         primary.script(Reply(), Reply(), Reply())
         primary.default = RateLimit(retry_after="30")
-        providers = {
-            "primary": provider("openai", primary.base_url),
-            "backup": provider("openai", backup.base_url),
-        }
         async with (
-            running_sidecar(
-                config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-            ) as detour,
+            running_sidecar(pair_config(primary, backup)) as detour,
             httpx.AsyncClient(base_url=detour.url, limits=httpx.Limits(max_connections=50)) as client,
         ):
             responses = await asyncio.gather(

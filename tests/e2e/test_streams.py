@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from sidecar.simulate import CutStream, Reply, SimulatedProvider
-from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import pair_config, running_sidecar
 
 PROMPT = [{"role": "user", "content": "Tell me a story"}]
 AUTH = {"authorization": "Bearer sk-client"}
@@ -22,11 +22,6 @@ def _contents(frames: list[str]) -> str:
     return "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
 
 
-def pair(dialect: str, primary: SimulatedProvider, backup: SimulatedProvider) -> str:
-    providers = {"primary": provider(dialect, primary.base_url), "backup": provider(dialect, backup.base_url)}
-    return config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
-
-
 @pytest.mark.parametrize("how", ["close", "reset", "end"])
 async def test_an_openai_stream_cut_before_any_content_fails_over_transparently(how: str) -> None:
     async with (
@@ -34,7 +29,7 @@ async def test_an_openai_stream_cut_before_any_content_fails_over_transparently(
         SimulatedProvider("openai", reply_text=STORY) as backup,
     ):
         primary.default = CutStream(after_events=1, how=how)  # the role-only chunk, then nothing
-        async with running_sidecar(pair("openai", primary, backup)) as detour:
+        async with running_sidecar(pair_config(primary, backup)) as detour:
             client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk", max_retries=0)
             stream = await client.chat.completions.create(model="gpt-4o", messages=PROMPT, stream=True)
             text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
@@ -50,7 +45,7 @@ async def test_an_openai_stream_cut_after_content_ends_with_an_in_band_error() -
         SimulatedProvider("openai") as backup,
     ):
         primary.script(CutStream(after_events=4, how="close"))
-        async with running_sidecar(pair("openai", primary, backup)) as detour:
+        async with running_sidecar(pair_config(primary, backup)) as detour:
             client = openai.AsyncOpenAI(base_url=detour.openai_base_url, api_key="sk", max_retries=0)
             stream = await client.chat.completions.create(model="gpt-4o", messages=PROMPT, stream=True)
             received: list[str] = []
@@ -75,7 +70,7 @@ async def test_an_openai_stream_without_done_is_finished_by_the_sidecar() -> Non
         direct_frames = [frame for frame in direct.text.split("\n\n") if frame]
         assert direct_frames[-1] == "data: [DONE]"
         primary.script(CutStream(after_events=len(direct_frames) - 1, how="end"))  # all but [DONE]
-        async with running_sidecar(pair("openai", primary, backup)) as detour:
+        async with running_sidecar(pair_config(primary, backup)) as detour:
             response = await client.post(detour.url + "/v1/chat/completions", json=body)
 
     frames = [frame for frame in response.text.split("\n\n") if frame]
@@ -91,7 +86,7 @@ async def test_an_anthropic_stream_cut_after_content_ends_with_an_error_event() 
         SimulatedProvider("anthropic") as backup,
     ):
         primary.script(CutStream(after_events=5, how="reset"))
-        async with running_sidecar(pair("anthropic", primary, backup)) as detour:
+        async with running_sidecar(pair_config(primary, backup)) as detour:
             client = anthropic.AsyncAnthropic(base_url=detour.url, api_key="sk", max_retries=0)
             with pytest.raises(anthropic.APIError):
                 async with client.messages.stream(model="claude-x", max_tokens=64, messages=PROMPT) as stream:
@@ -108,7 +103,7 @@ async def test_the_first_bytes_reach_the_client_only_after_the_first_content_eve
         SimulatedProvider("anthropic") as backup,
     ):
         primary.script(Reply())
-        async with running_sidecar(pair("anthropic", primary, backup)) as detour:
+        async with running_sidecar(pair_config(primary, backup)) as detour:
             async with httpx.AsyncClient() as client:
                 body = {"model": "claude-x", "max_tokens": 64, "messages": PROMPT, "stream": True}
                 response = await client.post(

@@ -147,3 +147,12 @@ async def serve_sidecar(sidecar: Sidecar) -> AsyncIterator[str]:
             await task
         await sidecar.aclose()
         sock.close()
+
+
+def pair_config(primary: Any, backup: Any, **strategy: Any) -> str:
+    """Two simulated providers as `primary` → `backup` under one limits-alternative rule."""
+    providers = {
+        "primary": provider(primary.dialect, primary.base_url),
+        "backup": provider(backup.dialect, backup.base_url),
+    }
+    return config_text(providers, [limits_alternative_rule(["primary"], ["backup"], **strategy)])
