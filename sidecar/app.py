@@ -103,6 +103,7 @@ class Sidecar:
             if clients.get(provider_id, (None, None))[1] is not client:
                 client.retire()  # closed once its in-flight requests (streams too) have ended
                 self._retired.append(client)
+        self._retired = [client for client in self._retired if not client.closed]
         self._clients = clients
         self._table = RouteTable(
             loaded=loaded,

@@ -139,6 +139,10 @@ class ProviderClient:
     async def close(self) -> None:
         await self._transport.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None and self._closing.done()
+
     async def wait_closed(self) -> None:
         """After `retire`: until the pool has been closed (immediately if it is idle)."""
         if self._closing is not None:
