@@ -1,16 +1,19 @@
 """Load from a standard generator: `wrk`, driven with a Lua script that POSTs a JSON body and prints
 its own exact latency percentiles as one JSON line (wrk's text report rounds and varies in units).
 
-The full benchmark needs wrk (Debian: `apt-get install -y wrk`); `find_wrk` finds it on PATH or says
+The full benchmark needs wrk (Debian: `apt-get install -y wrk`); `find_wrk` finds it on PATH, installs it
+with apt-get when running as root on a Debian-family machine, or says
 how to install it. The smoke run does not use wrk at all (see `bench.loadgen`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -54,6 +57,14 @@ class WrkResult:
 
 
 def find_wrk() -> str | None:
+    """wrk on PATH; if missing on a Debian-family machine where we are root, install it first."""
+    found = shutil.which("wrk")
+    if found is not None or shutil.which("apt-get") is None or os.geteuid() != 0:
+        return found
+    print("wrk is not installed; installing it with apt-get …", file=sys.stderr)
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        if subprocess.run(command, check=False, capture_output=True).returncode != 0:
+            return None
     return shutil.which("wrk")
 
 
