@@ -56,9 +56,11 @@ def _openai_delta(payload: dict[str, Any]) -> TextDelta:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return TextDelta()
     choice = choices[0]
-    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+    raw_delta = choice.get("delta")
+    delta: dict[str, Any] = raw_delta if isinstance(raw_delta, dict) else {}
     plain = not (delta.get("tool_calls") or delta.get("refusal") or delta.get("function_call"))
-    text = delta.get("content") if isinstance(delta.get("content"), str) else ""
+    content = delta.get("content")
+    text = content if isinstance(content, str) else ""
     finish = choice.get("finish_reason")
     return TextDelta(text, finish if isinstance(finish, str) else None, plain)
 

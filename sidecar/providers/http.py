@@ -143,9 +143,10 @@ class _mapped_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        """Never swallows: either re-raises as a Detour error or lets the original through."""
         if exc is None or isinstance(exc, UpstreamError | asyncio.CancelledError):
-            return False
+            return
         cause = exc.__cause__ or exc
         if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError) or (
             isinstance(exc, httpx.TimeoutException) and cause is exc
@@ -153,7 +154,6 @@ class _mapped_errors:
             raise UpstreamTimeout(f"upstream timed out: {type(cause).__name__}") from exc
         if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
             raise self._broken(f"upstream connection failed: {_describe(cause)}") from exc
-        return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ def describe_state(
     counters: object | None = None,
 ) -> dict[str, Any]:
     now, wall = clock.monotonic(), clock.wall()
-    limited = [
+    limited: list[dict[str, Any]] = [
         {
             "provider": key.provider_id,
             "model": key.model,  # null: the whole provider (quota)

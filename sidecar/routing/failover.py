@@ -81,7 +81,7 @@ class _Pass:
 class Router:
     def __init__(
         self,
-        table: Callable[[], RouteTable],
+        table: Callable[[], RouteTable | None],
         *,
         limits: RateLimitTable,
         circuits: CircuitBreakers | None = None,
@@ -102,6 +102,8 @@ class Router:
 
     async def route(self, request: InboundRequest, trace: RequestTrace | None = None) -> RoutedResponse:
         table = self._table()  # one snapshot for the whole request, whatever reloads meanwhile
+        if table is None:
+            raise RequestError("no routing config is loaded yet", status=503)
         if trace is not None:
             trace.on_request(request)
         rule = match_rule(table.rules, request.model)
