@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.sdk.trace import Event
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sidecar.dialects import Dialect
@@ -34,7 +35,8 @@ from sidecar.routing.events import FailedOver, RateLimited
 from sidecar.telemetry.usage import AnswerFacts, read_body, read_event
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanContext
 
     from sidecar.dialects.sse import SseEvent
     from sidecar.providers.client import ClientHeaders, ProviderClient
@@ -42,12 +44,16 @@ if TYPE_CHECKING:
     from sidecar.routing.exchange import InboundRequest
     from sidecar.routing.strategies import Candidate
     from sidecar.telemetry.instruments import Instruments
+    from sidecar.telemetry.spans import OpenSpan, SpanStarter
 
 log = logging.getLogger("detour.telemetry")
 
 OPERATION = "chat"  # both /v1/chat/completions and /v1/messages are GenAI "chat" operations
 _PROVIDER_NAMES = {Dialect.OPENAI: "openai", Dialect.ANTHROPIC: "anthropic"}
 _propagator = TraceContextTextMapPropagator()
+_CANCELLED = Status(StatusCode.ERROR, "no response was sent")
+_ERROR = Status(StatusCode.ERROR)
+_UNSET = Status()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,16 +80,16 @@ class DetourTracing:
     """The process-wide hook the router holds; opens one `RequestSpan` per inbound request."""
 
     def __init__(
-        self, tracer: Tracer | None, instruments: Instruments | None, *, capture_content: bool
+        self, spans: SpanStarter | None, instruments: Instruments | None, *, capture_content: bool
     ) -> None:
-        self.tracer = tracer
+        self.spans = spans
         self.instruments = instruments
         self.capture_content = capture_content
 
     def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestSpan:
         """Always returns a trace (the ingress ends it); without a span if starting one failed."""
-        span: Span | None = None
-        if self.tracer is not None:
+        span: OpenSpan | None = None
+        if self.spans is not None:
             try:
                 parent = None
                 if headers.traceparent is not None:
@@ -91,7 +97,7 @@ class DetourTracing:
                     if headers.tracestate is not None:
                         carrier["tracestate"] = headers.tracestate
                     parent = _propagator.extract(carrier)
-                span = self.tracer.start_span(f"POST {path}", context=parent, kind=SpanKind.SERVER)
+                span = self.spans.start(f"POST {path}", SpanKind.SERVER, parent)
             except Exception:
                 log.exception("could not start the request's span; the request goes on")
         return RequestSpan(self, span, path)
@@ -100,13 +106,13 @@ class DetourTracing:
 class RequestSpan:
     """`RequestTrace` for one inbound request."""
 
-    __slots__ = ("_attempts", "_body", "_events", "_owner", "_path", "_recording", "_served", "model", "span")
+    __slots__ = ("_attempts", "_body", "_events", "_owner", "_parent", "_path", "_served", "model", "span")
 
-    def __init__(self, owner: DetourTracing, span: Span | None, path: str) -> None:
+    def __init__(self, owner: DetourTracing, span: OpenSpan | None, path: str) -> None:
         self._owner = owner
         self._path = path
         self.span = span  # the parent of the attempts' spans, recording or not (sampled out)
-        self._recording = span is not None and span.is_recording()
+        self._parent: Context | None = None  # the attempts' parent context, made for the first
         self._attempts: list[AttemptSpan] = []
         self._events: list[tuple[int, RateLimited | FailedOver, AttemptSpan | None]] = []
         self._body: dict[str, Any] | None = None
@@ -134,20 +140,28 @@ class RequestSpan:
     def on_served(self, event: Served) -> None:
         self._served = event
 
+    def parent_context(self) -> Context | None:
+        """The context the attempts' spans start in (their sampler's view of this request's span)."""
+        if self._parent is None and self.span is not None:
+            self._parent = self.span.as_parent()
+        return self._parent
+
     @_guarded
     def end(self, status: int | None) -> None:
+        recording = self.span is not None and self.span.recording
+        failovers: list[Event] = []
         for at, event, noted in self._events:  # first: their span events go on still open spans
             if isinstance(event, RateLimited):
                 self._settle_rate_limited(at, event, noted)
             else:
-                self._settle_failover(at, event)
+                self._settle_failover(at, event, failovers if recording else None)
         for attempt in self._attempts:
             attempt.settle()
         instruments = self._owner.instruments
         if instruments is not None and self._served is not None:
             instruments.served(self._served, self.model)
-        if self._recording and self.span is not None:
-            self._finish_span(self.span, status)
+        if recording and self.span is not None:
+            self._finish_span(self.span, status, failovers)
 
     def _settle_rate_limited(self, at: int, event: RateLimited, attempt: AttemptSpan | None) -> None:
         if self._owner.instruments is not None:
@@ -160,20 +174,20 @@ class RequestSpan:
                 "detour.wait_source": event.source.value,
                 "detour.reason": event.reason,
             }
-            attempt.span.add_event("detour.rate_limited", attributes, timestamp=at)
+            attempt.events.append(Event("detour.rate_limited", attributes, at))
 
-    def _settle_failover(self, at: int, event: FailedOver) -> None:
+    def _settle_failover(self, at: int, event: FailedOver, events: list[Event] | None) -> None:
         if self._owner.instruments is not None:
             self._owner.instruments.failed_over(event)
-        if self._recording and self.span is not None:
+        if events is not None:
             attributes = {
                 "detour.from": event.from_provider,
                 "detour.to": event.to_provider,
                 "detour.reason": event.reason,
             }
-            self.span.add_event("detour.failover", attributes, timestamp=at)
+            events.append(Event("detour.failover", attributes, at))
 
-    def _finish_span(self, span: Span, status: int | None) -> None:
+    def _finish_span(self, span: OpenSpan, status: int | None, events: list[Event]) -> None:
         attributes: dict[str, Any] = {
             "http.request.method": "POST",
             "http.route": self._path,
@@ -187,16 +201,16 @@ class RequestSpan:
             attributes["detour.provider"] = served.provider_id
             attributes["detour.attempts"] = served.attempts
             attributes["gen_ai.response.model"] = served.model
+        outcome = _UNSET
         if status is None:
             attributes["error.type"] = "cancelled"
-            span.set_status(Status(StatusCode.ERROR, "no response was sent"))
+            outcome = _CANCELLED
         else:
             attributes["http.response.status_code"] = status
             if status >= 500:  # HTTP server spans: only 5xx are errors, a 4xx is the client's
                 attributes["error.type"] = str(status)
-                span.set_status(Status(StatusCode.ERROR))
-        span.set_attributes(attributes)
-        span.end()
+                outcome = _ERROR
+        span.finish(attributes, events, outcome)
 
 
 class AttemptSpan:
@@ -204,7 +218,7 @@ class AttemptSpan:
     settled by the request once its response has gone out (`end` only notes the outcome)."""
 
     __slots__ = ("_candidate", "_chunk_at", "_client", "_ended", "_facts", "_outcome", "_request",
-                 "_settled", "_started", "span", "stream", "upstream_headers")  # fmt: skip
+                 "_settled", "_started", "events", "span", "stream", "upstream_headers")  # fmt: skip
 
     def __init__(
         self, request: RequestSpan, client: ProviderClient, candidate: Candidate, stream: bool
@@ -219,18 +233,14 @@ class AttemptSpan:
         self._settled = False
         self._facts = AnswerFacts()
         self.stream = stream
-        self.span: Span | None = None
+        self.span: OpenSpan | None = None
+        self.events: list[Event] = []  # span events, added when the request settles
         self.upstream_headers: Sequence[tuple[str, str]] = ()
-        tracer = request._owner.tracer
-        if tracer is not None:
-            parent = request.span
-            span = tracer.start_span(
-                f"{OPERATION} {candidate.model}",
-                context=set_span_in_context(parent) if parent is not None else None,
-                kind=SpanKind.CLIENT,
-            )
-            self.upstream_headers = _trace_headers(span)
-            if span.is_recording():
+        spans = request._owner.spans
+        if spans is not None:
+            span = spans.start(f"{OPERATION} {candidate.model}", SpanKind.CLIENT, request.parent_context())
+            self.upstream_headers = _trace_headers(span.context)
+            if span.recording:
                 self.span = span
 
     @_guarded
@@ -296,7 +306,7 @@ class AttemptSpan:
         }
 
     def _finish_span(
-        self, span: Span, base: dict[str, Any], status: int | None, error_type: str | None, end_ns: int
+        self, span: OpenSpan, base: dict[str, Any], status: int | None, error_type: str | None, end_ns: int
     ) -> None:
         facts = self._facts
         attributes = {**base, "detour.role": self._candidate.role.value}
@@ -309,22 +319,21 @@ class AttemptSpan:
         if facts.output_tokens is not None:
             attributes["gen_ai.usage.output_tokens"] = facts.output_tokens
         if facts.finish_reasons:
-            attributes["gen_ai.response.finish_reasons"] = facts.finish_reasons
+            attributes["gen_ai.response.finish_reasons"] = tuple(facts.finish_reasons)
         request = self._request
         if request._owner.capture_content and request._body is not None:
             attributes["gen_ai.input.messages"] = _json(request._body.get("messages"))
         if facts.output is not None:
             attributes["gen_ai.output.messages"] = _json(facts.output)
+        outcome = _UNSET
         if error_type is not None:
             attributes["error.type"] = error_type
-            span.set_status(Status(StatusCode.ERROR, error_type))
-        span.set_attributes(attributes)
-        span.end(end_time=end_ns)
+            outcome = Status(StatusCode.ERROR, error_type)
+        span.finish(attributes, self.events, outcome, end_ns)
 
 
-def _trace_headers(span: Span) -> Sequence[tuple[str, str]]:
-    """The W3C trace context of `span`, for the upstream request it stands for."""
-    context = span.get_span_context()
+def _trace_headers(context: SpanContext) -> Sequence[tuple[str, str]]:
+    """The W3C trace context of a span, for the upstream request it stands for."""
     if not context.is_valid:
         return ()
     headers = [

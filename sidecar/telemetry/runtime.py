@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
 
     from sidecar.telemetry.hooks import DetourTracing
+    from sidecar.telemetry.spans import SpanStarter
 
 log = logging.getLogger("detour.telemetry")
 
@@ -99,7 +100,9 @@ def start_telemetry(
     from opentelemetry.sdk.resources import Resource
 
     resource = Resource.create(dict(settings.resource) | {"service.version": _version()})
-    tracer_provider = _tracer_provider(settings, resource, span_exporters) if traces_on else None
+    tracer_provider, spans = (
+        _tracer_provider(settings, resource, span_exporters) if traces_on else (None, None)
+    )
     meter_provider = None
     scrape_server = None
     readers = list(metric_readers)
@@ -122,7 +125,7 @@ def start_telemetry(
     from sidecar.telemetry.hooks import DetourTracing
 
     tracing = DetourTracing(
-        tracer_provider.get_tracer(SCOPE, _version()) if tracer_provider is not None else None,
+        spans,
         Instruments(meter_provider.get_meter(SCOPE, _version())) if meter_provider is not None else None,
         capture_content=settings.capture_content,
     )
@@ -139,17 +142,30 @@ def start_telemetry(
 
 def _tracer_provider(
     settings: TelemetrySettings, resource: Any, span_exporters: Sequence[SpanExporter]
-) -> TracerProvider:
-    from opentelemetry.sdk.trace import TracerProvider
+) -> tuple[TracerProvider, SpanStarter]:
+    """The provider (flush, shutdown) and what starts Detour's spans: its sampler, ids and resource,
+    exporting through its processors. Each exporter gets a `BatchSpanProcessor` with the SDK's
+    defaults (`OTEL_BSP_*`: a batch of up to 512 spans every 5 s, or as soon as 512 are queued; at
+    most 2048 queued, later ones dropped) — exporting runs on the processor's own thread."""
+    from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    provider = TracerProvider(sampler=_sampler(settings), resource=resource, shutdown_on_exit=False)
+    from sidecar.telemetry.spans import SpanStarter
+
+    processor = SynchronousMultiSpanProcessor()
+    provider = TracerProvider(
+        sampler=_sampler(settings),
+        resource=resource,
+        shutdown_on_exit=False,
+        active_span_processor=processor,
+    )
     exporters = list(span_exporters)
     if settings.traces is not None:
         exporters.append(_otlp_span_exporter(settings.traces))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
+    return provider, SpanStarter(provider, processor, InstrumentationScope(SCOPE, _version()))
 
 
 def _otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
