@@ -9,18 +9,35 @@ modules decide what an event means.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
 class SseEvent:
-    """One dispatched event. `event` is None when the stream did not name it (the spec's "message")."""
+    """One dispatched event. `event` is None when the stream did not name it (the spec's "message").
 
-    data: str
-    event: str | None = None
-    raw: bytes = b""
+    A plain slotted class rather than a frozen dataclass, because one is built per streamed event
+    and a frozen dataclass's `__init__` (an `object.__setattr__` per field) was visible in the
+    stream profile. Treat it as immutable: equality and hashing go by (data, event, raw), as the
+    dataclass's did."""
+
+    __slots__ = ("data", "event", "raw")
+
+    def __init__(self, data: str, event: str | None = None, raw: bytes = b"") -> None:
+        self.data = data
+        self.event = event
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"SseEvent(data={self.data!r}, event={self.event!r}, raw={self.raw!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SseEvent):
+            return NotImplemented
+        return self.data == other.data and self.event == other.event and self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.event, self.raw))
 
     def encode(self) -> bytes:
         """Bytes of this event, reusing the upstream's framing when we have it."""
@@ -56,7 +73,7 @@ class SseDecoder:
             self._started = True
             buffer = buffer.removeprefix(b"\xef\xbb\xbf")
         held_cr = b""
-        if b"\r" in buffer:  # rare: every provider we know frames with LF
+        if buffer.find(b"\r") >= 0:  # rare: every provider we know frames with LF (`in` is slower)
             buffer = buffer.replace(b"\r\n", b"\n")
             if buffer.endswith((b"\n\r", b"\r\r")):
                 # A CR right after a line end is a blank line whatever follows; its LF may follow.
@@ -91,6 +108,27 @@ class SseDecoder:
 
 
 def _parse_block(block: bytes) -> SseEvent | None:
+    """One block, LF-framed and ending in its blank line. The two shapes providers send —
+    `data: …` alone (OpenAI) and `event: …` then `data: …` (Anthropic) — are cut straight out of
+    the bytes; anything else goes through the full field parser, which gives the same answer for
+    those two shapes (tests/dialects/test_sse.py checks it)."""
+    last = len(block) - 2  # where the blank line starts
+    line_end = block.find(b"\n")
+    if line_end == last:
+        if block.startswith(b"data: "):
+            return SseEvent(block[6:last].decode("utf-8", "replace"), None, block)
+    elif (
+        block.startswith(b"event: ")
+        and block.startswith(b"data: ", line_end + 1)
+        and block.find(b"\n", line_end + 1) == last
+    ):
+        name = block[7:line_end].decode("utf-8", "replace")
+        return SseEvent(block[line_end + 7 : last].decode("utf-8", "replace"), name or None, block)
+    return _parse_fields(block)
+
+
+def _parse_fields(block: bytes) -> SseEvent | None:
+    """The WHATWG field parser, for any block."""
     text = block.decode("utf-8", errors="replace")
     event_name: str | None = None
     data_lines: list[str] = []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.dialects.sse import SseDecoder, SseEvent, encode_event
+from sidecar.dialects.sse import SseDecoder, SseEvent, _parse_block, _parse_fields, encode_event
 
 OPENAI_STREAM = (
     b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
@@ -315,3 +315,61 @@ def test_encode_event_keeps_text_after_a_lone_carriage_return_in_the_data() -> N
 )
 def test_a_blank_line_with_a_different_line_ending_still_ends_the_event(stream: bytes) -> None:
     assert [event.data for event in decode_whole(stream)] == ["a", "b"]
+
+
+# --- the fast path for the common blocks agrees with the full field parser -------------------------
+
+_FIELD_PIECES = [b"data", b"event", b"data: ", b"event: ", b":", b" ", b"\n", b"x", b"{}"]
+_FIELD_BYTES = st.sampled_from([*_FIELD_PIECES, b"\xc3", b"\xa9", b"\xff", b"\xe2\x9c"])
+
+
+@st.composite
+def normalised_blocks(draw: st.DrawFn) -> bytes:
+    """A block as `feed` hands it over (no CR, ending in a blank line), often one of the two common
+    shapes, sometimes a near miss, sometimes noise."""
+    value = draw(st.binary(max_size=12).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"")))
+    name = draw(st.binary(max_size=6).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"")))
+    shape = draw(st.integers(0, 3))
+    if shape == 0:
+        body = b"data: " + value
+    elif shape == 1:
+        body = b"event: " + name + b"\ndata: " + value
+    else:
+        body = b"".join(draw(st.lists(_FIELD_BYTES, max_size=10))).replace(b"\n\n", b"\n")
+        body = body.removesuffix(b"\n")
+        if shape == 3:
+            body = draw(st.sampled_from([b"data: ", b"event: ", b"data:", b""])) + body
+    return body + b"\n\n"
+
+
+@given(normalised_blocks())
+def test_the_fast_path_for_common_blocks_agrees_with_the_full_parser(block: bytes) -> None:
+    assert _parse_block(block) == _parse_fields(block)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"data: x\n\n",
+        b"data: \n\n",
+        b"data: \xe2\x9c\n\n",
+        b"event: ping\ndata: {}\n\n",
+        b"event: \ndata: {}\n\n",
+        b"event:  two\ndata: a: b\n\n",
+        b"event: a\ndata: b\ndata: c\n\n",
+        b"data: a\nevent: b\n\n",
+        b"data:x\n\n",
+        b"event: x\n\n",
+        b": comment\n\n",
+    ],
+)
+def test_common_blocks_and_near_misses_parse_as_the_full_parser_does(block: bytes) -> None:
+    assert _parse_block(block) == _parse_fields(block)
+
+
+def test_events_compare_and_hash_by_their_fields() -> None:
+    assert SseEvent("a", "b", b"c") == SseEvent(data="a", event="b", raw=b"c")
+    assert SseEvent("a") != SseEvent("a", "b")
+    assert SseEvent("a") != ("a", None, b"")
+    assert hash(SseEvent("a", "b", b"c")) == hash(SseEvent("a", "b", b"c"))
+    assert repr(SseEvent("a")) == "SseEvent(data='a', event=None, raw=b'')"
