@@ -35,6 +35,13 @@ def test_the_code_is_ruff_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_sidecar_package_type_checks() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "sidecar"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_no_module_grows_past_450_lines() -> None:
     sizes = {path: len(path.read_text().splitlines()) for path in (ROOT / "sidecar").rglob("*.py")}
     too_big = {str(path.relative_to(ROOT)): size for path, size in sizes.items() if size > 450}
