@@ -8,6 +8,7 @@ import pytest_asyncio
 
 from sidecar.simulate import RateLimit, SimulatedProvider
 from sidecar.telemetry.instruments import BACKOFF_BUCKETS, DURATION_BUCKETS, TOKEN_BUCKETS
+from tests.support.running import pair_config
 from tests.telemetry.receivers import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
@@ -27,7 +28,6 @@ from tests.telemetry.traced import (
     QUIET,
     SECRET,
     TRACEPARENT,
-    primary_and_backup,
     traced_sidecar,
 )
 
@@ -60,7 +60,7 @@ async def failover() -> Scenario:
             SimulatedProvider("openai", name="backup") as backup,
         ):
             primary.script(RateLimit(retry_after="30"))
-            text = primary_and_backup(primary, backup)
+            text = pair_config(primary, backup)
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
             async with traced_sidecar(text, env) as detour, httpx.AsyncClient() as client:
                 headers = {**AUTH, "traceparent": TRACEPARENT}

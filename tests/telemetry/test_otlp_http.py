@@ -7,7 +7,7 @@ import httpx
 
 from sidecar.simulate import RateLimit, Reply, SimulatedProvider
 from sidecar.telemetry.instruments import DURATION_BUCKETS
-from tests.support.running import config_text, limits_alternative_rule, provider
+from tests.support.running import config_text, limits_alternative_rule, pair_config, provider
 from tests.telemetry.receivers import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
@@ -16,7 +16,7 @@ from tests.telemetry.receivers import (
     only_point,
     only_span,
 )
-from tests.telemetry.traced import AUTH, CHAT, QUIET, primary_and_backup, traced_sidecar
+from tests.telemetry.traced import AUTH, CHAT, QUIET, traced_sidecar
 
 MESSAGES = {
     "model": "claude-sonnet-4-5",
@@ -34,7 +34,7 @@ async def test_a_failed_over_stream_is_traced_and_measured_over_otlp_http() -> N
         ):
             primary.script(RateLimit(retry_after="12"))
             async with (
-                traced_sidecar(primary_and_backup(primary, backup), env) as detour,
+                traced_sidecar(pair_config(primary, backup), env) as detour,
                 httpx.AsyncClient() as client,
             ):
                 body = {**CHAT, "stream": True}

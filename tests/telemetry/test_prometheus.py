@@ -11,7 +11,8 @@ import httpx
 import pytest_asyncio
 
 from sidecar.simulate import RateLimit, SimulatedProvider
-from tests.telemetry.traced import AUTH, CHAT, primary_and_backup, traced_sidecar
+from tests.support.running import pair_config
+from tests.telemetry.traced import AUTH, CHAT, traced_sidecar
 
 DASHBOARD = (
     pathlib.Path(__file__).resolve().parents[2] / "manifests" / "observability" / "grafana-dashboard.json"
@@ -29,7 +30,7 @@ async def scrape() -> dict[str, set[str]]:
         SimulatedProvider("openai", name="backup") as backup,
     ):
         primary.script(RateLimit(retry_after="30"))
-        text = primary_and_backup(primary, backup)
+        text = pair_config(primary, backup)
         async with traced_sidecar(text, {}, metrics_port=0) as detour, httpx.AsyncClient() as client:
             await client.post(
                 detour.url + "/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH

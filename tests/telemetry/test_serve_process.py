@@ -13,8 +13,9 @@ import sys
 import httpx
 
 from sidecar.simulate import RateLimit, SimulatedProvider
+from tests.support.running import pair_config
 from tests.telemetry.receivers import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, OtlpGrpcReceiver, only_point
-from tests.telemetry.traced import AUTH, CHAT, SECRET, primary_and_backup
+from tests.telemetry.traced import AUTH, CHAT, SECRET
 
 
 async def _wait_for_lines(stream: asyncio.StreamReader, *patterns: str) -> list[re.Match[str]]:
@@ -41,7 +42,7 @@ async def test_detour_serve_exports_over_otlp_and_serves_prometheus_metrics(tmp_
         ):
             primary.script(RateLimit(retry_after="30"))
             config = tmp_path / "routes.yaml"
-            config.write_text(primary_and_backup(primary, backup))
+            config.write_text(pair_config(primary, backup))
             env = {
                 **os.environ,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,

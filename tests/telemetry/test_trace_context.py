@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.simulate import RateLimit, ServerError, SimulatedProvider
 from sidecar.telemetry.hooks import _guarded
-from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import config_text, limits_alternative_rule, pair_config, provider, running_sidecar
 from tests.telemetry.receivers import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
@@ -26,7 +26,6 @@ from tests.telemetry.traced import (
     CLIENT_TRACE_ID,
     QUIET,
     TRACEPARENT,
-    primary_and_backup,
     traced_sidecar,
 )
 
@@ -45,7 +44,7 @@ async def test_a_sampled_out_request_exports_no_span_but_still_propagates_and_co
         ):
             primary.script(RateLimit(retry_after="5"))
             async with (
-                traced_sidecar(primary_and_backup(primary, backup), env) as detour,
+                traced_sidecar(pair_config(primary, backup), env) as detour,
                 httpx.AsyncClient() as c,
             ):
                 headers = {**AUTH, "traceparent": TRACEPARENT}
@@ -74,7 +73,7 @@ async def test_without_a_client_trace_each_request_starts_its_own() -> None:
             SimulatedProvider("openai", name="backup") as backup,
         ):
             async with (
-                traced_sidecar(primary_and_backup(primary, backup), env) as detour,
+                traced_sidecar(pair_config(primary, backup), env) as detour,
                 httpx.AsyncClient() as c,
             ):
                 for _ in range(2):

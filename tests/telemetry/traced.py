@@ -11,10 +11,9 @@ from opentelemetry.sdk.metrics.export import MetricReader
 
 from sidecar.app import Sidecar
 from sidecar.config.loader import load_config_text
-from sidecar.simulate import SimulatedProvider
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
-from tests.support.running import config_text, limits_alternative_rule, provider, serve_sidecar
+from tests.support.running import serve_sidecar
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}
 SECRET = "sk-client-secret-123"
@@ -45,14 +44,6 @@ class Traced:
                 if arrived():
                     return
                 await asyncio.sleep(0.005)
-
-
-def primary_and_backup(primary: SimulatedProvider, backup: SimulatedProvider) -> str:
-    providers = {
-        "primary": provider(primary.dialect, primary.base_url),
-        "backup": provider(backup.dialect, backup.base_url),
-    }
-    return config_text(providers, [limits_alternative_rule(["primary"], ["backup"])])
 
 
 @contextlib.asynccontextmanager
