@@ -73,8 +73,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.dialects.translate_requests_to_anthropic import anthropic_tool_id, openai_to_anthropic_request
+from sidecar.dialects.translate_requests_to_anthropic import (
+    MALFORMED,
+    anthropic_tool_id,
+    openai_to_anthropic_request,
+)
 from sidecar.dialects.translate_requests_to_openai import anthropic_to_openai_request
+from sidecar.errors import TranslationError
 
 __all__ = [
     "anthropic_to_openai_request",
@@ -93,6 +98,21 @@ _ANTHROPIC_BLOCKS_OK = frozenset(
 
 def unsupported_openai_features(body: dict[str, Any]) -> str | None:
     """Why this OpenAI request cannot go to Anthropic unchanged in meaning, or None if it can."""
+    try:
+        return _unsupported_openai(body)
+    except MALFORMED as exc:
+        raise TranslationError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+
+def unsupported_anthropic_features(body: dict[str, Any]) -> str | None:
+    """Why this Anthropic request cannot go to OpenAI unchanged in meaning, or None if it can."""
+    try:
+        return _unsupported_anthropic(body)
+    except MALFORMED as exc:
+        raise TranslationError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+
+def _unsupported_openai(body: dict[str, Any]) -> str | None:
     n = body.get("n")
     if isinstance(n, int) and n > 1:
         return "n > 1: Anthropic returns a single choice"
@@ -131,7 +151,7 @@ def unsupported_openai_features(body: dict[str, Any]) -> str | None:
     return None
 
 
-def unsupported_anthropic_features(body: dict[str, Any]) -> str | None:
+def _unsupported_anthropic(body: dict[str, Any]) -> str | None:
     """Why this Anthropic request cannot go to OpenAI unchanged in meaning, or None if it can."""
     thinking = body.get("thinking")
     if isinstance(thinking, dict) and thinking.get("type", "disabled") != "disabled":

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 
@@ -176,7 +177,15 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    """Header values can carry client- or provider-chosen text (a model name, a request id): never
+    let one break the response, or split it (CR/LF), or fail to encode."""
+    return [(name.encode("latin-1"), _header_value(value)) for name, value in headers]
+
+
+def _header_value(value: str) -> bytes:
+    if value.isascii() and value.isprintable():
+        return value.encode("ascii")
+    return quote(value, safe=" !#$%&'()*+,-./:;<=>?@[]^_`{|}~").encode("ascii")
 
 
 async def _send_whole(
@@ -224,6 +233,8 @@ async def _send_stream(
             task.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
         await stream.aclose()  # type: ignore[attr-defined]
+        if response.release is not None:
+            await response.release()
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         log.warning("stream to the client failed: %s", pumping.exception())
 

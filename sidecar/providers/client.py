@@ -85,12 +85,16 @@ class ProviderClient:
             self.url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
         else:
             self.url = base + "/chat/completions"
+        self._own_credential = config.api_key is not None or any(
+            name.lower() in _CREDENTIAL_HEADERS for name in config.headers
+        )
         self._static_headers = self._build_static_headers(config)
         self._timeouts = Timeouts(connect_s=config.connect_timeout_secs, read_s=config.timeout_secs)
         self._address: tuple[str, int] | None = None
         self._in_flight = 0
         self._retired = False
         self._closing: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -103,7 +107,7 @@ class ProviderClient:
     def headers_for(self, client: ClientHeaders) -> list[tuple[str, str]]:
         headers = list(self._static_headers)
         same_dialect = client.dialect is self.dialect
-        if self.config.api_key is None and same_dialect:
+        if not self._own_credential and same_dialect:
             headers.extend(client.credential)
         if same_dialect:
             headers.extend(client.options)
@@ -138,15 +142,15 @@ class ProviderClient:
 
     async def close(self) -> None:
         await self._transport.close()
+        self._closed.set()
 
     @property
     def closed(self) -> bool:
-        return self._closing is not None and self._closing.done()
+        return self._closed.is_set()
 
     async def wait_closed(self) -> None:
-        """After `retire`: until the pool has been closed (immediately if it is idle)."""
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
+        """After `retire`: until the pool has been closed, which waits for in-flight requests."""
+        await self._closed.wait()
 
     def _finished(self) -> None:
         self._in_flight -= 1
@@ -164,8 +168,14 @@ class ProviderClient:
                 headers.append(("x-api-key", config.api_key))
             else:
                 headers.append(("authorization", f"Bearer {config.api_key}"))
-        lowered = {"content-type", "content-length", "host", *_CREDENTIAL_HEADERS}
-        headers.extend((name, value) for name, value in config.headers.items() if name.lower() not in lowered)
+        # A credential in `headers:` (a gateway's Authorization, say) counts as the provider's own:
+        # it is sent, and the client's is not. `api_key`, when also set, wins over it.
+        reserved = {"content-type", "content-length", "host"}
+        if config.api_key is not None:
+            reserved |= _CREDENTIAL_HEADERS
+        headers.extend(
+            (name, value) for name, value in config.headers.items() if name.lower() not in reserved
+        )
         return headers
 
 

@@ -191,6 +191,7 @@ async def _commit_stream(
     chunks = response.iter_bytes().__aiter__()
     committed = False
     first = True
+    handed_over = False  # once the relay owns the response, closing it is the relay's job
     try:
         while not committed:
             try:
@@ -224,9 +225,12 @@ async def _commit_stream(
                     committed = True
                     state.complete = kind in (EventKind.FINISH, EventKind.DONE)
             state.held.extend(_forward(state, provider_dialect, remaining))
-    except BaseException:
-        await response.close()
-        raise
+        handed_over = True
+    finally:
+        if not handed_over:
+            # A failure before the first content (an error event, an early end, a timeout) must
+            # release the connection now, or the provider's in-flight count never drops.
+            await response.close()
     return RoutedResponse(
         status=200,
         content_type="text/event-stream",
@@ -234,6 +238,7 @@ async def _commit_stream(
         model=candidate.model,
         stream=_relay(response, chunks, state, provider_dialect, client_dialect),
         headers=_forwarded(response.headers),
+        release=response.close,
     )
 
 

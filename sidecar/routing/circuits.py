@@ -31,6 +31,7 @@ class Circuit:
     consecutive_successes: int = 0
     opened_at: float = 0.0
     probe_in_flight: bool = False
+    probe_started_at: float = 0.0
 
 
 class CircuitBreakers:
@@ -48,9 +49,10 @@ class CircuitBreakers:
                 return False
             circuit.state = CircuitState.HALF_OPEN
             circuit.consecutive_successes = 0
-        if circuit.probe_in_flight:
+        if circuit.probe_in_flight and now - circuit.probe_started_at < self.settings.timeout_secs:
             return False
-        circuit.probe_in_flight = True
+        # No probe out, or one that never reported back within an interval (lost): probe again.
+        circuit.probe_in_flight, circuit.probe_started_at = True, now
         return True
 
     def record_success(self, provider_id: str, model: str) -> None:

@@ -5,7 +5,7 @@ Both ingresses (ASGI now, gRPC later) build an `InboundRequest` and render a `Ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,3 +35,6 @@ class RoutedResponse:
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # Frees the upstream connection even if `stream` was never iterated (the client left before
+    # the first byte): closing a generator that never started does not run its cleanup.
+    release: Callable[[], Awaitable[None]] | None = None

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import NoReturn
 
 from sidecar.config.models import RoundRobinStrategy, Rule, WeightedRoundRobinStrategy
+from sidecar.dialects import Dialect
 from sidecar.dialects.adapt import Exchange, plan_exchange
 from sidecar.dialects.continuation import ContinuationFrames
+from sidecar.dialects.errors import render_error
 from sidecar.errors import (
     AllCandidatesFailed,
     AllCandidatesLimited,
@@ -37,8 +38,9 @@ from sidecar.routing.events import FailedOver, Observer, RateLimited, RequestTra
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.limits import LimitKey, RateLimitTable, decide_limit
 from sidecar.routing.resume import Refused, Resumer, SentLedger, open_continuation
-from sidecar.routing.strategies import Candidate, Role, Rotations, match_rule, plan
+from sidecar.routing.strategies import Candidate, Rotations, match_rule, plan
 from sidecar.routing.table import Clock, RouteTable
+from sidecar.routing.tally import Counters, Tally, may_fit
 
 log = logging.getLogger("detour.routing")
 
@@ -50,32 +52,6 @@ PLAN_CACHE_SIZE = 1024
 RETRIABLE = frozenset({"server_error", "connect_error", "stream_error"})
 # Failures that count toward a candidate's circuit breaker (429s have their own state).
 CIRCUIT_FAILURES = frozenset({"server_error", "connect_error", "stream_error", "timeout"})
-
-
-@dataclass
-class Counters:
-    """Totals since start, shown in /admin/state (telemetry exports the same as metrics)."""
-
-    retries: int = 0
-    timeouts: int = 0
-    circuit_opens: int = 0
-    malformed_events: int = 0
-
-
-@dataclass
-class _Pass:
-    """What one pass over a rule's candidates found, for deciding what the client gets."""
-
-    limited_until: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    ineligible: list[str] = field(default_factory=list)
-    unavailable_until: list[float] = field(default_factory=list)  # open circuits
-    attempts: int = 0
-    told_to_retry_now: bool = False
-    previous: tuple[Candidate, str] | None = None
-    fallbacks_only: bool = False
-    tried: set[Candidate] = field(default_factory=set)
-    trace: RequestTrace | None = None
 
 
 class Router:
@@ -112,11 +88,16 @@ class Router:
         max_wait = getattr(rule.strategy, "max_wait_for_retry_after_secs", 0.0)
         attempts = 0
         while True:
-            tally = _Pass(attempts=attempts, trace=trace)
+            tally = Tally(attempts=attempts, trace=trace)
             response = await self._one_pass(request, table, rule, tally)
             if response is not None:
                 return response
             attempts = tally.attempts
+            if tally.overflow is not None and all(
+                reason.endswith("context_length") for reason in tally.failures
+            ):
+                candidate, failure, exchange = tally.overflow
+                return self._client_error(candidate, failure, attempts, exchange, request.dialect)
             wait = self._worth_waiting(tally, max_wait)
             if wait is None:
                 self._exhausted(tally)
@@ -125,7 +106,7 @@ class Router:
             max_wait = 0.0  # wait at most once per request
 
     async def _one_pass(
-        self, request: InboundRequest, table: RouteTable, rule: Rule, tally: _Pass
+        self, request: InboundRequest, table: RouteTable, rule: Rule, tally: Tally
     ) -> RoutedResponse | None:
         candidates = self._candidates(rule, request.model, table)
         resumer = (
@@ -134,7 +115,7 @@ class Router:
             else None
         )
         for candidate in candidates:
-            if tally.fallbacks_only and candidate.role is not Role.FALLBACK:
+            if tally.fallbacks_only and not may_fit(candidate, tally):
                 continue
             now = self.clock.monotonic()
             until = self.limits.blocked_until(candidate.provider_id, candidate.model, now)
@@ -161,7 +142,7 @@ class Router:
                 self._emit_served(candidate, tally.attempts, candidates[0], tally.trace)
                 return result
             if result.outcome is Outcome.CLIENT_ERROR:
-                return self._client_error(candidate, result, tally.attempts, exchange.convert_error)
+                return self._client_error(candidate, result, tally.attempts, exchange, request.dialect)
             if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
                 expiry = self._record_limit(rule.strategy, candidate, result, tally.trace)
                 if expiry is not None:
@@ -172,6 +153,7 @@ class Router:
                 tally.failures.append(f"{candidate.provider_id}: {result.reason}")
                 if result.outcome is Outcome.CONTEXT_LENGTH:
                     tally.fallbacks_only = True  # a larger model may fit; the same model never will
+                    tally.overflow = tally.overflow or (candidate, result, exchange)
             tally.previous = (candidate, result.reason)
         return None
 
@@ -207,7 +189,7 @@ class Router:
         candidate: Candidate,
         exchange: Exchange,
         request: InboundRequest,
-        tally: _Pass,
+        tally: Tally,
         resumer: Resumer | None,
     ) -> RoutedResponse | AttemptFailure:
         """One candidate, with the bounded same-candidate retry for 5xx and lost connections."""
@@ -219,17 +201,22 @@ class Router:
         while True:
             tally.attempts += 1
             trace = traced.start_attempt(client, candidate, request.stream) if traced is not None else None
-            result = await run_attempt(
-                client,
-                candidate,
-                exchange,
-                client_dialect=request.dialect,
-                stream=request.stream,
-                headers_in=request.headers,
-                counters=self.counters,
-                resumer=resumer,
-                trace=trace,
-            )
+            try:
+                result = await run_attempt(
+                    client,
+                    candidate,
+                    exchange,
+                    client_dialect=request.dialect,
+                    stream=request.stream,
+                    headers_in=request.headers,
+                    counters=self.counters,
+                    resumer=resumer,
+                    trace=trace,
+                )
+            except BaseException:
+                # Cancelled, or a bug: a half-open circuit must not keep its probe slot forever.
+                self.circuits.release_probe(candidate.provider_id, candidate.model)
+                raise
             if isinstance(result, RoutedResponse):
                 self.limits.record_success(candidate.provider_id, candidate.model)
                 self.circuits.record_success(candidate.provider_id, candidate.model)
@@ -256,7 +243,7 @@ class Router:
         return result
 
     def _resumer(
-        self, request: InboundRequest, table: RouteTable, candidates: list[Candidate], tally: _Pass
+        self, request: InboundRequest, table: RouteTable, candidates: list[Candidate], tally: Tally
     ) -> Resumer:
         """Continues a stream that broke after content reached the client, with a candidate this
         request has not tried yet (SPEC §3, `resume_streams`)."""
@@ -310,7 +297,7 @@ class Router:
 
         return resume
 
-    def _worth_waiting(self, tally: _Pass, max_wait: float) -> float | None:
+    def _worth_waiting(self, tally: Tally, max_wait: float) -> float | None:
         if max_wait <= 0 or tally.failures or tally.unavailable_until or not tally.limited_until:
             return None
         wait = min(tally.limited_until) - self.clock.monotonic()
@@ -364,11 +351,16 @@ class Router:
         candidate: Candidate,
         failure: AttemptFailure,
         attempts: int,
-        convert_error: Callable[[int, bytes], tuple[int, bytes]] | None,
+        exchange: Exchange,
+        client_dialect: Dialect,
     ) -> RoutedResponse:
+        """The provider's own 4xx, in the client's dialect, with the provider's reason."""
         status, body = failure.status or 400, failure.body
-        if convert_error is not None:
-            status, body = convert_error(status, body)
+        if not body and failure.error is not None:
+            # An error event inside a stream carries no HTTP body: render its reason ourselves.
+            body = render_error(client_dialect, status, failure.error.message)
+        elif exchange.convert_error is not None:
+            status, body = exchange.convert_error(status, body)
         return RoutedResponse(
             status=status,
             content_type="application/json",
@@ -378,7 +370,7 @@ class Router:
             body=body,
         )
 
-    def _exhausted(self, tally: _Pass) -> NoReturn:
+    def _exhausted(self, tally: Tally) -> NoReturn:
         now = self.clock.monotonic()
         failed_or_closed = bool(tally.failures or tally.unavailable_until)
         if tally.ineligible and not (failed_or_closed or tally.limited_until or tally.told_to_retry_now):

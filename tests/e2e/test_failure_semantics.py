@@ -4,12 +4,15 @@ requests each upstream saw, and that the sidecar keeps serving afterwards."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import openai
 import pytest
 
 from sidecar.simulate import (
     CutStream,
+    ErrorReply,
     Hang,
     MalformedEvent,
     RateLimit,
@@ -19,7 +22,14 @@ from sidecar.simulate import (
     SimulatedProvider,
     SlowStream,
 )
-from tests.support.running import FakeClock, config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import (
+    FakeClock,
+    config_text,
+    limits_alternative_rule,
+    pair_config,
+    provider,
+    running_sidecar,
+)
 
 AUTH = {"authorization": "Bearer sk-client"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}
@@ -234,3 +244,62 @@ async def test_usage_asked_for_the_sidecars_own_accounting_is_not_shown_to_a_cli
     assert primary.requests[0].body["stream_options"] == {"include_usage": True}
     assert '"usage":{' not in plain.text
     assert '"usage":{' in asked.text
+
+
+OVERLOADED_EVENT = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+)
+
+
+async def test_an_error_event_before_content_fails_over_and_frees_the_connection() -> None:
+    async with SimulatedProvider("anthropic") as primary, SimulatedProvider("anthropic") as backup:
+        primary.default = MalformedEvent(after_events=1, garbage=OVERLOADED_EVENT)  # message_start, error
+        async with running_sidecar(pair_config(primary, backup)) as detour:
+            body = {"model": "claude-x", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+            async with httpx.AsyncClient(base_url=detour.url, headers={"x-api-key": "k"}) as client:
+                response = await client.post("/v1/messages", json={**body, "stream": True})
+            table = detour.sidecar.current_table()
+            assert table is not None
+            old = table.clients["primary"]
+            old.retire()
+            async with asyncio.timeout(2):
+                await old.wait_closed()  # hangs if the failed attempt's response was never closed
+
+    assert response.headers["x-detour-provider"] == "backup"
+    assert [event.reason for event in detour.observer.failovers] == ["server_error"]
+
+
+async def test_a_client_error_event_inside_a_stream_reaches_the_client_with_its_reason() -> None:
+    invalid = (
+        b'event: error\ndata: {"type":"error",'
+        b'"error":{"type":"invalid_request_error","message":"bad tool"}}\n\n'
+    )
+    async with SimulatedProvider("anthropic") as primary, SimulatedProvider("anthropic") as backup:
+        primary.default = MalformedEvent(after_events=1, garbage=invalid)
+        async with running_sidecar(pair_config(primary, backup)) as detour:
+            body = {"model": "claude-x", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+            async with httpx.AsyncClient(base_url=detour.url, headers={"x-api-key": "k"}) as client:
+                response = await client.post("/v1/messages", json={**body, "stream": True})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "bad tool"
+    assert backup.requests == []
+
+
+async def test_a_prompt_too_long_for_every_model_returns_the_providers_400_not_a_502() -> None:
+    async with SimulatedProvider("openai") as primary, SimulatedProvider("openai") as same_model:
+        too_long = ErrorReply(
+            400, "invalid_request_error", "maximum context length", code="context_length_exceeded"
+        )
+        primary.default = too_long
+        providers = {
+            "primary": provider("openai", primary.base_url),
+            "same": provider("openai", same_model.base_url),
+        }
+        rule = limits_alternative_rule(["primary"], fallbacks=["same"])
+        async with running_sidecar(config_text(providers, [rule])) as detour:
+            response = await post(detour.url, CHAT)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "context_length_exceeded"
+    assert same_model.requests == [], "a fallback with the same model would overflow the same way"

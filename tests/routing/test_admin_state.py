@@ -12,9 +12,9 @@ from sidecar.providers.http import Timeouts, UpstreamRequest, UpstreamResponse
 from sidecar.providers.ratelimit_headers import WaitSource
 from sidecar.routing.admin_state import describe_state
 from sidecar.routing.circuits import CircuitBreakers
-from sidecar.routing.failover import Counters
 from sidecar.routing.limits import LimitDecision, LimitKey, LimitReason, RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
+from sidecar.routing.tally import Counters
 
 SECRET = "sk-secret-123"
 ANTHROPIC_SECRET = "sk-ant-secret-456"

@@ -86,3 +86,11 @@ def test_state_of_removed_providers_is_dropped(breakers: CircuitBreakers) -> Non
     breakers.record_failure("kept", "m", 0)
     breakers.keep_only({"kept"})
     assert [key for key, _ in breakers.items()] == [("kept", "m")]
+
+
+def test_a_probe_that_never_reports_back_is_replaced_after_an_interval(breakers: CircuitBreakers) -> None:
+    for _ in range(3):
+        breakers.record_failure("p", "m", 0)
+    assert breakers.allows("p", "m", 30)
+    assert breakers.allows("p", "m", 59) is False
+    assert breakers.allows("p", "m", 60), "the lost probe does not block the candidate forever"

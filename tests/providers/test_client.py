@@ -1,4 +1,4 @@
-"""A provider client replaced by a reload keeps serving its in-flight requests, then closes."""
+"""A provider client: retiring after a reload without cutting in-flight requests, and credentials."""
 
 from __future__ import annotations
 
@@ -43,3 +43,21 @@ async def test_a_retired_idle_client_closes_at_once() -> None:
     client.retire()
     await client.wait_closed()
     assert transport.closed == 1
+
+
+def test_a_credential_in_the_configured_headers_replaces_the_clients() -> None:
+    config = ProviderConfig(type=ProviderType.OPENAI, headers={"Authorization": "Bearer gateway-key"})
+    client = ProviderClient("gw", config, CountingTransport())
+    sent = client.headers_for(
+        ClientHeaders(ProviderType.OPENAI, credential=(("authorization", "Bearer sk-user"),))
+    )
+    assert ("Authorization", "Bearer gateway-key") in sent
+    assert all("sk-user" not in value for _, value in sent)
+
+
+def test_api_key_wins_over_a_credential_in_the_configured_headers() -> None:
+    config = ProviderConfig(
+        type=ProviderType.OPENAI, api_key="sk-configured", headers={"Authorization": "Bearer x"}
+    )
+    sent = ProviderClient("p", config, CountingTransport()).headers_for(ClientHeaders(ProviderType.OPENAI))
+    assert [value for name, value in sent if name.lower() == "authorization"] == ["Bearer sk-configured"]
