@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -130,6 +131,9 @@ class HttpxTransport:
         await self._transport.aclose()
 
 
+_USERINFO = re.compile(r"://[^/@\s]*@")
+
+
 class _mapped_errors:
     """Map httpx/aiohttp failures into `sidecar.errors`, once for all callers: a timeout, a connection
     that failed before the response (`UpstreamConnectError`), or a body that broke after the headers
@@ -157,5 +161,6 @@ class _mapped_errors:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    # Error texts may quote the URL; a base_url with user:token@ must not reach the log.
+    text = _USERINFO.sub("://", str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

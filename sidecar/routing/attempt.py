@@ -17,6 +17,7 @@ by `_relay` when the stream ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -342,8 +343,10 @@ async def _relay(
     if state.resumer is not None and state.ledger is not None and state.ledger.plain:
         continuation = await state.resumer(state.ledger)
         if continuation is not None:
-            async for frame in continuation:
-                yield frame
+            # aclosing: a client that leaves mid-continuation closes its upstream response now.
+            async with contextlib.aclosing(continuation):  # type: ignore[type-var]
+                async for frame in continuation:
+                    yield frame
             return
     if error:
         yield b"".join(error)

@@ -106,7 +106,18 @@ async def open_continuation(
     except (UpstreamError, TimeoutError) as exc:
         log.info("resume with %s failed before new text: %s", client.provider_id, exc)
         return None
-    return _rest(response, chunks, decoder, gate, frames, dialect, client_dialect, first, finish)
+    return _rest(
+        response,
+        chunks,
+        decoder,
+        gate,
+        frames,
+        dialect,
+        client_dialect,
+        first,
+        finish,
+        config.stream_idle_timeout_secs,
+    )
 
 
 def _continue(
@@ -142,6 +153,7 @@ async def _rest(
     client_dialect: Dialect,
     first: list[bytes],
     finish: str | None,
+    idle_timeout_s: float | None,
 ) -> AsyncIterator[bytes]:
     try:
         for frame in first:
@@ -149,7 +161,8 @@ async def _rest(
         try:
             while finish is None:
                 try:
-                    chunk = await chunks.__anext__()
+                    async with asyncio.timeout(idle_timeout_s):
+                        chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
                 new_frames, finish = _continue(dialect, decoder.feed(chunk), gate, frames)
@@ -157,6 +170,9 @@ async def _rest(
                     yield frame
         except (UpstreamError, Refused) as exc:
             yield render_stream_error(client_dialect, 502, f"the resumed stream broke: {exc}")
+            return
+        except TimeoutError:
+            yield render_stream_error(client_dialect, 504, "the resumed stream stalled", error_type="timeout")
             return
         if finish is None:
             yield render_stream_error(
