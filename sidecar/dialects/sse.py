@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from sidecar.errors import UpstreamStreamError
+
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
@@ -53,6 +55,9 @@ def encode_event(data: str, event: str | None = None) -> bytes:
     return "".join(lines).encode()
 
 
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+
 class SseDecoder:
     """Incremental SSE parser (WHATWG framing: CR, LF or CRLF line ends, mixed freely; `:` comments
     ignored; a leading BOM dropped). Line ends are normalised to LF, so `raw` uses LF framing."""
@@ -91,6 +96,9 @@ class SseDecoder:
             if event is not None:
                 events.append(event)
         self._buffer = buffer[start:] + held_cr
+        if len(self._buffer) > MAX_PENDING_BYTES:
+            # A provider that never ends an event would otherwise grow this buffer without bound.
+            raise UpstreamStreamError(f"an SSE event grew past {MAX_PENDING_BYTES} bytes without ending")
         return events
 
     def flush(self) -> list[SseEvent]:

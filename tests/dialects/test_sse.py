@@ -373,3 +373,15 @@ def test_events_compare_and_hash_by_their_fields() -> None:
     assert SseEvent("a") != ("a", None, b"")
     assert hash(SseEvent("a", "b", b"c")) == hash(SseEvent("a", "b", b"c"))
     assert repr(SseEvent("a")) == "SseEvent(data='a', event=None, raw=b'')"
+
+
+def test_an_event_that_never_ends_cannot_grow_the_buffer_without_bound() -> None:
+    import pytest
+
+    from sidecar.dialects.sse import MAX_PENDING_BYTES
+    from sidecar.errors import UpstreamStreamError
+
+    decoder = SseDecoder()
+    decoder.feed(b"data: " + b"x" * (MAX_PENDING_BYTES // 2))
+    with pytest.raises(UpstreamStreamError):
+        decoder.feed(b"x" * (MAX_PENDING_BYTES // 2 + 10))
