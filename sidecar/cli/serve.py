@@ -20,6 +20,7 @@ from typing import Any
 
 from sidecar.app import Sidecar, bind_socket, serve
 from sidecar.kube.configmap import ConfigMapRef
+from sidecar.kube.files import read_text
 from sidecar.kube.reload import ConfigReloader
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import start_telemetry
@@ -92,7 +93,7 @@ async def _config_source(settings: ServeSettings, sidecar: Sidecar) -> Coroutine
     path = settings.config_path
     assert path is not None  # the CLI requires one source
     try:
-        text = await asyncio.to_thread(_read, path)
+        text = await asyncio.to_thread(read_text, path)
     except (OSError, UnicodeDecodeError) as exc:
         log.error("config %s could not be read: %s", path, exc)
         return None
@@ -110,8 +111,3 @@ def _address(settings: ServeSettings, sidecar: Sidecar) -> tuple[str, int]:
     host = settings.host or (server.host if server else DEFAULT_HOST)
     port = settings.port if settings.port is not None else (server.port if server else DEFAULT_PORT)
     return host, port
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()

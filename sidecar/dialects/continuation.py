@@ -18,14 +18,7 @@ import orjson
 
 from sidecar.dialects import Dialect
 from sidecar.dialects.sse import SseEvent
-
-_OPENAI_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "refusal": "content_filter",
-}
-_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+from sidecar.dialects.translate_responses import anthropic_stop_reason, openai_finish_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +133,9 @@ class ContinuationFrames:
     def finish(self, provider: Dialect, reason: str | None) -> list[bytes]:
         if self._client is Dialect.ANTHROPIC:
             stop = (
-                reason if provider is Dialect.ANTHROPIC else _ANTHROPIC_STOP.get(reason or "stop", "end_turn")
+                reason
+                if provider is Dialect.ANTHROPIC
+                else anthropic_stop_reason(reason, has_tool_calls=False, refused=False)
             )
             return [
                 _anthropic_frame(
@@ -156,7 +151,7 @@ class ContinuationFrames:
                 ),
                 _anthropic_frame("message_stop", {"type": "message_stop"}),
             ]
-        finish = reason if provider is Dialect.OPENAI else _OPENAI_FINISH.get(reason or "end_turn", "stop")
+        finish = reason if provider is Dialect.OPENAI else openai_finish_reason(reason)
         return [self._openai_chunk({}, finish or "stop"), b"data: [DONE]\n\n"]
 
     def _openai_chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:

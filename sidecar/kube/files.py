@@ -54,7 +54,7 @@ class FileWatcher:
             return
         self._seen = signature
         try:
-            text = await asyncio.to_thread(_read, self.path)
+            text = await asyncio.to_thread(read_text, self.path)
         except (OSError, UnicodeDecodeError) as exc:
             log.warning("config file %s could not be read: %s", self.path, exc)
             return
@@ -65,6 +65,6 @@ class FileWatcher:
         await self._on_change(text)
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
     with open(path, encoding="utf-8") as handle:
         return handle.read()

@@ -26,7 +26,7 @@ from typing import Protocol
 from sidecar.dialects import Dialect
 from sidecar.dialects.adapt import Exchange, StreamConverter
 from sidecar.dialects.continuation import read_delta
-from sidecar.dialects.errors import render_stream_error
+from sidecar.dialects.errors import render_error, render_stream_error
 from sidecar.dialects.sse import SseDecoder, SseEvent
 from sidecar.dialects.stream_events import EventKind, classify_event, stream_error
 from sidecar.errors import TranslationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
@@ -244,11 +244,13 @@ async def _commit_stream(
 
 
 def _failure_from_stream_event(dialect: Dialect, event: SseEvent) -> AttemptFailure:
+    """An error event before any content is a failure like an HTTP error; it gets the body the
+    provider would have sent as one, so a client error reaches the client through the usual path."""
     error = stream_error(dialect, event)
-    outcome = classify(dialect, error.status, ProviderError(error.error_type, None, error.message))
-    return AttemptFailure(
-        _REASONS[outcome], outcome, error.status, {}, ProviderError(error.error_type, None, error.message)
-    )
+    reason = ProviderError(error.error_type, None, error.message)
+    outcome = classify(dialect, error.status, reason)
+    body = render_error(dialect, error.status, error.message, error_type=error.error_type)
+    return AttemptFailure(_REASONS[outcome], outcome, error.status, {}, reason, body)
 
 
 def _forward(state: _StreamState, dialect: Dialect, events: list[SseEvent]) -> list[bytes]:

@@ -18,10 +18,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NoReturn
 
 from sidecar.config.models import RoundRobinStrategy, Rule, WeightedRoundRobinStrategy
-from sidecar.dialects import Dialect
 from sidecar.dialects.adapt import Exchange, plan_exchange
 from sidecar.dialects.continuation import ContinuationFrames
-from sidecar.dialects.errors import render_error
 from sidecar.errors import (
     AllCandidatesFailed,
     AllCandidatesLimited,
@@ -97,7 +95,7 @@ class Router:
                 reason.endswith("context_length") for reason in tally.failures
             ):
                 candidate, failure, exchange = tally.overflow
-                return self._client_error(candidate, failure, attempts, exchange, request.dialect)
+                return self._client_error(candidate, failure, attempts, exchange)
             wait = self._worth_waiting(tally, max_wait)
             if wait is None:
                 self._exhausted(tally)
@@ -142,7 +140,7 @@ class Router:
                 self._emit_served(candidate, tally.attempts, candidates[0], tally.trace)
                 return result
             if result.outcome is Outcome.CLIENT_ERROR:
-                return self._client_error(candidate, result, tally.attempts, exchange, request.dialect)
+                return self._client_error(candidate, result, tally.attempts, exchange)
             if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
                 expiry = self._record_limit(rule.strategy, candidate, result, tally.trace)
                 if expiry is not None:
@@ -352,14 +350,10 @@ class Router:
         failure: AttemptFailure,
         attempts: int,
         exchange: Exchange,
-        client_dialect: Dialect,
     ) -> RoutedResponse:
         """The provider's own 4xx, in the client's dialect, with the provider's reason."""
         status, body = failure.status or 400, failure.body
-        if not body and failure.error is not None:
-            # An error event inside a stream carries no HTTP body: render its reason ourselves.
-            body = render_error(client_dialect, status, failure.error.message)
-        elif exchange.convert_error is not None:
+        if exchange.convert_error is not None:
             status, body = exchange.convert_error(status, body)
         return RoutedResponse(
             status=status,
