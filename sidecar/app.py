@@ -124,21 +124,9 @@ class Sidecar:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen before serving: port 0 works, the chosen port is known up front, and clients
-    that connect before the server's accept loop runs wait in the backlog instead of being refused."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def make_server(sidecar: Sidecar, *, log_level: str = "warning") -> uvicorn.Server:
+def make_server(app: Any, *, log_level: str = "warning") -> uvicorn.Server:
     config = uvicorn.Config(
-        sidecar.asgi,
+        app,
         loop="none",
         http="httptools",
         lifespan="off",
@@ -154,13 +142,20 @@ def make_server(sidecar: Sidecar, *, log_level: str = "warning") -> uvicorn.Serv
     return uvicorn.Server(config)
 
 
-async def serve(sidecar: Sidecar, sock: socket.socket) -> None:
-    """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully."""
-    server = make_server(sidecar)
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+async def serve(sidecar: Sidecar, sock: socket.socket, *, probe_sock: socket.socket | None = None) -> None:
+    """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully.
+
+    With `probe_sock`, `/healthz` and `/readyz` are also served there (and nothing else), so the
+    kubelet can probe the pod IP while the API stays on loopback."""
+    listeners = [(make_server(sidecar.asgi), sock)]
+    if probe_sock is not None:
+        listeners.append((make_server(DetourASGI(sidecar, probes_only=True)), probe_sock))
+    servers = [server for server, _ in listeners]
+    serving = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in listeners]
     try:
-        await asyncio.shield(serving)
+        # Either server stopping (a signal reaches both) ends the sidecar.
+        await asyncio.shield(asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
     finally:
-        if not serving.done():
+        for server in servers:
             server.should_exit = True
-            await asyncio.wait([serving], timeout=6)
+        await asyncio.wait(serving, timeout=6)

@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
-from sidecar.app import Sidecar, bind_socket, serve
+from sidecar.app import Sidecar, serve
 from sidecar.config.loader import load_config_text
 from sidecar.routing.admin_state import describe_state
 from sidecar.routing.events import FailedOver, RateLimited, Served
 from sidecar.simulate import SimulatedProvider, WindowLimiter
+from sidecar.sockets import bind_socket
 
 PRIMARY, ALTERNATIVE = "openai-primary", "anthropic-alt"
 DEMO_ENV = {"DEMO_OPENAI_KEY": "sk-demo-openai", "DEMO_ANTHROPIC_KEY": "sk-demo-anthropic"}

@@ -1,4 +1,4 @@
-"""`detour serve | validate | demo`: parse arguments, build a settings object, run.
+"""`detour serve | inject | validate | demo`: parse arguments, build a settings object, run.
 
 Nothing here routes; it only wires config sources to a `Sidecar` and runs the event loop (uvloop
 where available).
@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="bind address (default: server.host or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: server.port or 8081)")
+    serve.add_argument(
+        "--health-port",
+        type=int,
+        default=_int_env("DETOUR_HEALTH_PORT"),
+        help="also serve /healthz and /readyz (only) on this port on every interface, for kubelet "
+        "probes; the API stays on --host (env DETOUR_HEALTH_PORT)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
         "--metrics-port",
@@ -57,6 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DETOUR_METRICS_HOST"),
         help="bind address of the metrics endpoint (default 0.0.0.0, so Prometheus can scrape the pod)",
     )
+
+    inject = commands.add_parser("inject", help="serve the mutating admission webhook that adds the sidecar")
+    inject.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT", help="default 0.0.0.0:8443")
+    inject.add_argument(
+        "--tls-cert-file", required=True, help="serving certificate (PEM), reloaded on change"
+    )
+    inject.add_argument("--tls-key-file", required=True, help="its private key (PEM), reloaded on change")
+    inject.add_argument(
+        "--sidecar-image",
+        default=os.environ.get("DETOUR_SIDECAR_IMAGE"),
+        required="DETOUR_SIDECAR_IMAGE" not in os.environ,
+        help="image of the injected sidecar (env DETOUR_SIDECAR_IMAGE)",
+    )
+    inject.add_argument(
+        "--config", default=None, help="inject.yaml: what to put in pods (docs/kubernetes.md)"
+    )
+    inject.add_argument("--cert-reload-interval", type=float, default=1.0, help="seconds between checks")
+    inject.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
 
     validate = commands.add_parser("validate", help="check a config file and print every problem")
     validate.add_argument("file")
@@ -73,6 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.file)
+    if args.command == "inject":
+        _configure_logging(args.log_level)
+        from sidecar.cli.inject import run_injector
+
+        return _run(
+            lambda: run_injector(
+                listen=args.listen,
+                cert_file=args.tls_cert_file,
+                key_file=args.tls_key_file,
+                image=args.sidecar_image,
+                config_path=args.config,
+                reload_s=args.cert_reload_interval,
+            )
+        )
     if args.command == "serve":
         _configure_logging(args.log_level)
         if bool(args.config) == bool(args.configmap):
@@ -97,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             reload_interval_s=args.reload_interval,
             kubeconfig=args.kubeconfig,
+            health_port=args.health_port,
             telemetry=TelemetrySettings.from_env(
                 os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
             ),

@@ -18,16 +18,18 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.app import Sidecar, bind_socket, serve
+from sidecar.app import Sidecar, serve
 from sidecar.kube.configmap import ConfigMapRef
 from sidecar.kube.files import read_text
 from sidecar.kube.reload import ConfigReloader
+from sidecar.sockets import bind_socket
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import start_telemetry
 
 log = logging.getLogger("detour")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8081
+PROBE_HOST = "0.0.0.0"  # the kubelet probes the pod IP; only /healthz and /readyz are served there
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ServeSettings:
     port: int | None = None
     reload_interval_s: float = 0.5
     kubeconfig: str | None = None
+    health_port: int | None = None  # /healthz and /readyz only, on every interface, for the kubelet
     telemetry: TelemetrySettings | None = None
 
 
@@ -57,15 +60,22 @@ async def serve_forever(settings: ServeSettings) -> int:
             return 1
         host, port = _address(settings, sidecar)
         sock = bind_socket(host, port)
+        probe_sock = (
+            bind_socket(PROBE_HOST, settings.health_port) if settings.health_port is not None else None
+        )
         log.info("detour serving on http://%s:%d", host, sock.getsockname()[1])
+        if probe_sock is not None:
+            log.info("health probes on http://%s:%d", PROBE_HOST, probe_sock.getsockname()[1])
         following = asyncio.ensure_future(follow)
         try:
-            await serve(sidecar, sock)
+            await serve(sidecar, sock, probe_sock=probe_sock)
         finally:
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
             sock.close()
+            if probe_sock is not None:
+                probe_sock.close()
     finally:
         await sidecar.aclose()
         if telemetry is not None:

@@ -61,7 +61,7 @@ def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> Loade
 
     Cross-field checks need a built model, so they report only once the schema errors are fixed.
     """
-    document = _parse_yaml(text)
+    document = parse_yaml_mapping(text)
     document, ignored = _strip_ignored(document)
     warnings = []
     if ignored:
@@ -95,7 +95,7 @@ def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> Loade
     )
 
 
-def _parse_yaml(text: str) -> dict[object, object]:
+def parse_yaml_mapping(text: str) -> dict[object, object]:
     try:
         document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -46,8 +46,11 @@ def did_you_mean(word: str, candidates: Sequence[str]) -> str:
 # --- schema errors ---------------------------------------------------------------------------------
 
 
-def schema_problems(error: ValidationError, data: object) -> list[ConfigProblem]:
-    """Translate a `ValidationError` raised on `data` (the document as validated) into problems."""
+def schema_problems(
+    error: ValidationError, data: object, root: type[BaseModel] = DetourConfig
+) -> list[ConfigProblem]:
+    """Translate a `ValidationError` raised on `data` (the document as validated against the model
+    `root`) into problems."""
     problems = []
     for detail in error.errors(include_url=False):
         loc: Loc = tuple(detail["loc"])
@@ -57,7 +60,7 @@ def schema_problems(error: ValidationError, data: object) -> list[ConfigProblem]
         # A bad or absent discriminator is a problem of the `type` key, so name that key.
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             path = key_path(path, str(ctx.get("discriminator", "type")).strip("'"))
-        problems.append(ConfigProblem(path, _message(kind, detail["msg"], ctx, loc)))
+        problems.append(ConfigProblem(path, _message(kind, detail["msg"], ctx, loc, root)))
     return problems
 
 
@@ -87,10 +90,10 @@ def _path_of(loc: Loc, data: object) -> str:
     return path
 
 
-def _message(kind: str, raw: str, ctx: Mapping[str, Any], loc: Loc) -> str:
+def _message(kind: str, raw: str, ctx: Mapping[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        return f"unknown key {key!r}{did_you_mean(key, _fields_at(loc[:-1]))}"
+        return f"unknown key {key!r}{did_you_mean(key, _fields_at(loc[:-1], root))}"
     if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
     if kind == "union_tag_invalid":
@@ -115,9 +118,9 @@ def _message(kind: str, raw: str, ctx: Mapping[str, Any], loc: Loc) -> str:
     return message
 
 
-def _fields_at(loc: Loc) -> list[str]:
-    """Field names of the model found at `loc`, following the schema's types from `DetourConfig`."""
-    node: object = DetourConfig
+def _fields_at(loc: Loc, root: type[BaseModel]) -> list[str]:
+    """Field names of the model found at `loc`, following the schema's types from `root`."""
+    node: object = root
     for item in loc:
         node = _step(_unwrap(node), item)
         if node is None:

@@ -41,6 +41,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("detour.ingress")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+PROBE_PATHS = ("/healthz", "/readyz")
 _JSON = (b"content-type", b"application/json")
 
 
@@ -55,7 +56,11 @@ class Runtime(Protocol):
 
 
 class DetourASGI:
-    def __init__(self, runtime: Runtime) -> None:
+    """The sidecar's HTTP API. With `probes_only`, just `/healthz` and `/readyz`: that variant is
+    what `detour serve --health-port` exposes on every interface for the kubelet, while the API
+    itself (which spends the pod's provider keys) stays on 127.0.0.1."""
+
+    def __init__(self, runtime: Runtime, *, probes_only: bool = False) -> None:
         self.runtime = runtime
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
@@ -66,6 +71,8 @@ class DetourASGI:
             ("GET", "/readyz"): self._readyz,
             ("GET", "/admin/state"): self._admin_state,
         }
+        if probes_only:
+            self._routes = {key: handler for key, handler in self._routes.items() if key[1] in PROBE_PATHS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -151,3 +151,28 @@ async def test_serve_refuses_two_config_sources() -> None:
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert b"exactly one of" in stderr
+
+
+async def test_serve_answers_probes_on_the_health_port_and_nothing_else(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "routes.yaml"
+    health_port = free_port()
+    async with SimulatedProvider("openai") as upstream:
+        config.write_text(routes(upstream))
+        async with detour("--config", str(config), "--health-port", str(health_port)) as running:
+            bound = await running.line_containing("health probes on")
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health_port}") as probes:
+                healthz = await probes.get("/healthz")
+                readyz = await probes.get("/readyz")
+                chat = await probes.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+                admin = await probes.get("/admin/state")
+            assert await running.served_by() == "p0", "the API still serves on its own port"
+            running.process.terminate()
+            assert await asyncio.wait_for(running.process.wait(), 10) == 0, "SIGTERM drains both servers"
+
+    assert f"0.0.0.0:{health_port}" in bound, "the kubelet reaches the pod IP, so every interface"
+    assert healthz.status_code == 200
+    assert readyz.status_code == 200
+    assert readyz.json()["status"] == "ready"
+    assert chat.status_code == 404, "the probe port must not spend the pod's provider keys"
+    assert admin.status_code == 404
+    assert len(upstream.requests) == 1

@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
-from sidecar.app import Sidecar, bind_socket, serve
+from sidecar.app import Sidecar, serve
 from sidecar.config.loader import load_config_text
 from sidecar.routing.events import FailedOver, RateLimited, Served
 from sidecar.routing.table import Clock
+from sidecar.sockets import bind_socket
 
 
 class FakeClock:
