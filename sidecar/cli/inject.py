@@ -21,20 +21,18 @@ from sidecar.sockets import bind_socket
 log = logging.getLogger("detour.inject")
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (IPv6 as `[::]:8443`) into a bind address."""
-    host, separator, port = text.rpartition(":")
-    if not separator or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 async def run_injector(
-    *, listen: str, cert_file: str, key_file: str, image: str, config_path: str | None, reload_s: float
+    *,
+    listen: tuple[str, int],
+    cert_file: str,
+    key_file: str,
+    image: str,
+    config_path: str | None,
+    reload_s: float,
 ) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)  # uvicorn drains, then re-raises: exit 0, not death
     try:
-        host, port = parse_listen(listen)
+        host, port = listen
         settings = load_injector_settings(config_path)
         tls = TlsFiles(cert_file, key_file, interval_s=reload_s)
         sock = bind_socket(host, port)

@@ -1,4 +1,4 @@
-"""`detour serve | inject | validate | demo`: parse arguments, build a settings object, run.
+"""`detour serve | inject | simulate | validate | demo`: parse arguments, build a settings object, run.
 
 Nothing here routes; it only wires config sources to a `Sidecar` and runs the event loop (uvloop
 where available).
@@ -16,6 +16,7 @@ from typing import Any
 
 from sidecar.config.loader import load_config_file
 from sidecar.errors import ConfigError
+from sidecar.sockets import parse_listen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     inject = commands.add_parser("inject", help="serve the mutating admission webhook that adds the sidecar")
-    inject.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT", help="default 0.0.0.0:8443")
+    inject.add_argument(
+        "--listen",
+        type=parse_listen,
+        default="0.0.0.0:8443",
+        metavar="HOST:PORT",
+        help="default 0.0.0.0:8443",
+    )
     inject.add_argument(
         "--tls-cert-file", required=True, help="serving certificate (PEM), reloaded on change"
     )
@@ -82,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inject.add_argument("--cert-reload-interval", type=float, default=1.0, help="seconds between checks")
     inject.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
+
+    simulate = commands.add_parser(
+        "simulate", help="run one simulated provider (try Detour without API keys; docs/kubernetes.md)"
+    )
+    simulate.add_argument("--dialect", choices=("openai", "anthropic"), default="openai")
+    simulate.add_argument(
+        "--listen",
+        type=parse_listen,
+        default="127.0.0.1:9000",
+        metavar="HOST:PORT",
+        help="default 127.0.0.1:9000",
+    )
+    simulate.add_argument("--name", default="sim", help="named in its replies (default sim)")
+    simulate.add_argument("--limit", type=int, default=None, help="requests admitted per window; 429 beyond")
+    simulate.add_argument("--window", type=float, default=20.0, help="the window, seconds (default 20)")
+    simulate.add_argument("--api-key", default=None, help="accept only this key (default: any key)")
 
     validate = commands.add_parser("validate", help="check a config file and print every problem")
     validate.add_argument("file")
@@ -110,6 +133,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image=args.sidecar_image,
                 config_path=args.config,
                 reload_s=args.cert_reload_interval,
+            )
+        )
+    if args.command == "simulate":
+        _configure_logging("info")
+        from sidecar.cli.simulate import run_simulator
+
+        host, port = args.listen
+        return _run(
+            lambda: run_simulator(
+                dialect=args.dialect,
+                host=host,
+                port=port,
+                name=args.name,
+                limit=args.limit,
+                window_s=args.window,
+                api_key=args.api_key,
             )
         )
     if args.command == "serve":
