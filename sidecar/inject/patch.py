@@ -8,7 +8,8 @@ init containers come before the sidecar shifts their indices):
 | 1 | every container and init container without them gets `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` |
 | 2 | the `detour` container: first init container with `restartPolicy: Always` (a native sidecar, which
 |   | starts before the app and stops after it), or appended to `containers` in `container` mode |
-| 3 | an `emptyDir` volume for `/tmp` (the root filesystem is read-only) |
+| 3 | the sidecar's volumes: an `emptyDir` for `/tmp` (the root filesystem is read-only) and its own
+|   | projected service-account token (see `sidecar_volumes`) |
 | 4 | annotation `detour.dev/injected: <version>` |
 
 A pod is left alone (empty patch, a reason saying why) when it already has a `detour` container or
@@ -35,6 +36,8 @@ ANNOTATION_INJECTED = "detour.dev/injected"
 
 SIDECAR_NAME = "detour"
 TMP_VOLUME = "detour-tmp"
+TOKEN_VOLUME = "detour-token"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 UID = 65532
 
 Json = dict[str, Any]
@@ -100,12 +103,16 @@ def plan_injection(
         patch.append({"op": "add", "path": target, "value": container if init_containers else [container]})
     else:
         patch.append({"op": "add", "path": "/spec/containers/-", "value": container})
-    volume = {"name": TMP_VOLUME, "emptyDir": {}}
     volumes = spec.get("volumes")
     if not volumes:
-        patch.append({"op": "add", "path": "/spec/volumes", "value": [volume]})
-    elif not any(isinstance(v, Mapping) and v.get("name") == TMP_VOLUME for v in volumes):
-        patch.append({"op": "add", "path": "/spec/volumes/-", "value": volume})
+        patch.append({"op": "add", "path": "/spec/volumes", "value": sidecar_volumes()})
+    else:
+        volume_names = {v.get("name") for v in volumes if isinstance(v, Mapping)}
+        patch += [
+            {"op": "add", "path": "/spec/volumes/-", "value": volume}
+            for volume in sidecar_volumes()
+            if volume["name"] not in volume_names
+        ]
     if metadata.get("annotations"):
         patch.append(
             {"op": "add", "path": f"/metadata/annotations/{_pointer(ANNOTATION_INJECTED)}", "value": version}
@@ -161,8 +168,42 @@ def sidecar_container(
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    container["volumeMounts"] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]
+    container["volumeMounts"] = [
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+        {"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+    ]
     return container
+
+
+def sidecar_volumes() -> list[Json]:
+    """The pod volumes the sidecar mounts: a writable /tmp (the root filesystem is read-only), and
+    its own service-account token for watching its ConfigMap. The token is projected like the
+    kubelet's `kube-api-access-*` volume because the pod's own may be absent
+    (`automountServiceAccountToken: false` keeps API credentials from the *app*; the sidecar still
+    needs them) and because admission mounts that one only in the containers it saw."""
+    return [
+        {"name": TMP_VOLUME, "emptyDir": {}},
+        {
+            "name": TOKEN_VOLUME,
+            "projected": {
+                "defaultMode": 0o444,
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        }
+                    },
+                    {
+                        "downwardAPI": {
+                            "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                        }
+                    },
+                ],
+            },
+        },
+    ]
 
 
 def _sidecar_env(settings: InjectorSettings, app_name: str) -> list[Json]:

@@ -54,10 +54,15 @@ _DEFAULT_CONTAINER: dict[str, Any] = {
     },
     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "securityContext": SECURITY_CONTEXT,
-    "volumeMounts": [{"name": "detour-tmp", "mountPath": "/tmp"}],
+    "volumeMounts": [
+        {"name": "detour-tmp", "mountPath": "/tmp"},
+        {
+            "name": "detour-token",
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True,
+        },
+    ],
 }
-
-TMP_VOLUME = {"name": "detour-tmp", "emptyDir": {}}
 
 
 def default_container(image: str) -> dict[str, Any]:

@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.inject.patch import sidecar_container
+from sidecar.inject.patch import sidecar_container, sidecar_volumes
 from sidecar.inject.settings import InjectorSettings
-from tests.charts.contract import SECURITY_CONTEXT, TMP_VOLUME, base_url_env, default_container, telemetry_env
+from tests.charts.contract import (
+    SECURITY_CONTEXT,
+    base_url_env,
+    default_container,
+    telemetry_env,
+)
 from tests.charts.helm import Helm, HelmFailed
 from tests.charts.paths import CHART, LIBRARY_CONSUMER
 from tests.support.kube_schema import assert_valid
@@ -121,7 +126,14 @@ def test_every_setting_reaches_the_container_as_the_contract_says(
         },
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": SECURITY_CONTEXT,
-        "volumeMounts": [{"name": "detour-tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "detour-tmp", "mountPath": "/tmp"},
+            {
+                "name": "detour-token",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "readOnly": True,
+            },
+        ],
     }
     assert pod(deployments, "everything")["initContainers"] == [expected]
 
@@ -158,7 +170,7 @@ def test_app_containers_get_the_base_urls_and_the_pod_gets_the_tmp_volume(
         spec = pod(deployments, name)
         app = next(c for c in spec["containers"] if c["name"] == "app")
         assert app["env"] == base_url_env(port), name
-        assert spec["volumes"] == [TMP_VOLUME], name
+        assert spec["volumes"] == sidecar_volumes(), name
 
 
 def render_variant(helm: Helm, consumer: Path, settings: dict[str, str]) -> None:

@@ -56,8 +56,22 @@ def test_a_plain_pod_gets_a_native_sidecar_first_and_base_urls() -> None:
     ):
         assert sidecar[probe]["httpGet"] == {"path": path, "port": 8083}
     assert sidecar["ports"] == [{"name": "detour-health", "containerPort": 8083, "protocol": "TCP"}]
-    assert sidecar["volumeMounts"] == [{"name": "detour-tmp", "mountPath": "/tmp"}]
-    assert {"name": "detour-tmp", "emptyDir": {}} in patched["spec"]["volumes"]
+    assert sidecar["volumeMounts"] == [
+        {"name": "detour-tmp", "mountPath": "/tmp"},
+        {
+            "name": "detour-token",
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True,
+        },
+    ]
+    volumes = {volume["name"]: volume for volume in patched["spec"]["volumes"]}
+    assert volumes["detour-tmp"] == {"name": "detour-tmp", "emptyDir": {}}
+    token_sources = volumes["detour-token"]["projected"]["sources"]
+    assert [next(iter(source)) for source in token_sources] == [
+        "serviceAccountToken",
+        "configMap",
+        "downwardAPI",
+    ]
     assert env_of(patched["spec"]["containers"][0]) == BASE_URLS
     assert patched["metadata"]["annotations"] == {"detour.dev/injected": "0.1.0"}
     assert injection.warnings == []
@@ -71,7 +85,7 @@ def test_every_app_container_gets_base_urls_and_keeps_its_own_env() -> None:
     assert env_of(web) == BASE_URLS
     assert env_of(worker) == {"QUEUE": "jobs", **BASE_URLS}
     assert env_of(metrics) == BASE_URLS
-    assert [v["name"] for v in patched["spec"]["volumes"]] == ["cache", "detour-tmp"]
+    assert [v["name"] for v in patched["spec"]["volumes"]] == ["cache", "detour-tmp", "detour-token"]
 
 
 def test_init_containers_get_base_urls_and_the_sidecar_starts_before_them() -> None:
@@ -126,6 +140,15 @@ def test_container_mode_appends_a_regular_container_without_restart_policy() -> 
     assert "restartPolicy" not in patched["spec"]["containers"][2]
     assert patched["metadata"]["annotations"]["team"] == "payments", "existing annotations are kept"
     assert patched["metadata"]["annotations"]["detour.dev/injected"] == "0.1.0"
+
+
+def test_the_sidecar_can_watch_its_configmap_when_the_app_mounts_no_token() -> None:
+    pod = {**pods.PLAIN, "spec": {**pods.PLAIN["spec"], "automountServiceAccountToken": False}}
+    patched, _ = inject(pod)
+
+    mounts = {m["mountPath"]: m["name"] for m in patched["spec"]["initContainers"][0]["volumeMounts"]}
+    assert mounts["/var/run/secrets/kubernetes.io/serviceaccount"] == "detour-token"
+    assert "volumeMounts" not in patched["spec"]["containers"][0], "the app still gets no credentials"
 
 
 def test_container_mode_can_be_the_injector_default() -> None:

@@ -11,7 +11,8 @@ import yaml
 
 from sidecar.config.loader import load_config_text
 from sidecar.errors import ConfigError
-from tests.charts.contract import SECURITY_CONTEXT, TMP_VOLUME, base_url_env, default_container
+from sidecar.inject.patch import sidecar_volumes
+from tests.charts.contract import SECURITY_CONTEXT, base_url_env, default_container
 from tests.support.kube_schema import assert_valid, object_name
 
 QUICKSTART = Path(__file__).parents[2] / "manifests" / "quickstart"
@@ -96,7 +97,8 @@ def test_the_hand_written_sidecar_is_the_contract_container(pod: dict[str, Any])
     expected["envFrom"] = [{"secretRef": {"name": "detour-provider-keys"}}]
     assert pod["initContainers"] == [expected]
     assert pod["initContainers"][0]["securityContext"] == SECURITY_CONTEXT
-    assert TMP_VOLUME in pod["volumes"]
+    for volume in sidecar_volumes():
+        assert volume in pod["volumes"]
 
 
 def test_the_app_sends_its_sdk_requests_to_the_sidecar(pod: dict[str, Any]) -> None:

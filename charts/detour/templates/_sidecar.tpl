@@ -126,7 +126,9 @@ every key but `image` is optional, an unknown key is an error:
     "allowPrivilegeEscalation" false
     "capabilities" (dict "drop" (list "ALL"))
     "seccompProfile" (dict "type" "RuntimeDefault"))
-  "volumeMounts" (list (dict "name" "detour-tmp" "mountPath" "/tmp")) }}
+  "volumeMounts" (list
+    (dict "name" "detour-tmp" "mountPath" "/tmp")
+    (dict "name" "detour-token" "mountPath" "/var/run/secrets/kubernetes.io/serviceaccount" "readOnly" true)) }}
 {{- if eq $mode "native" }}
 {{- $_ := set $container "restartPolicy" "Always" }}
 {{- end }}
@@ -139,10 +141,31 @@ every key but `image` is optional, an unknown key is an error:
 {{- list $container | toYaml }}
 {{- end }}
 
-{{/* The pod volume the sidecar mounts at /tmp (its root filesystem is read-only). */}}
+{{/*
+The pod volumes the sidecar mounts: /tmp (its root filesystem is read-only), and its own projected
+service-account token to watch its ConfigMap with, so it works even where the pod sets
+automountServiceAccountToken: false to keep API credentials from the app.
+*/}}
 {{- define "detour.sidecarVolumes" -}}
 - name: detour-tmp
   emptyDir: {}
+- name: detour-token
+  projected:
+    defaultMode: 292
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
 {{- end }}
 
 {{/*
