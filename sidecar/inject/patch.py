@@ -15,7 +15,8 @@ init containers come before the sidecar shifts their indices):
 A pod is left alone (empty patch, a reason saying why) when it already has a `detour` container or
 the `injected` annotation (idempotent: reinvocation, or a pod re-created from an injected spec),
 when annotated `detour.dev/inject: "false"`, and when injecting would break it: a host-network pod
-(the sidecar would bind the node's loopback) or a container already using the sidecar's ports.
+(the sidecar would bind the node's loopback), a Windows pod (the image is Linux), or a container
+already using the sidecar's ports.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def plan_injection(
             [],
             skipped="hostNetwork pods share the node's loopback; not injected",
             warnings=["detour: hostNetwork pod not injected (the sidecar needs its own loopback)"],
+        )
+    if isinstance(spec.get("os"), Mapping) and spec["os"].get("name") == "windows":
+        return Injection(
+            [], skipped="a Windows pod", warnings=["detour: Windows pod not injected (Linux image)"]
         )
     clash = _port_clash(containers + init_containers, {settings.port, settings.health_port})
     if clash:

@@ -106,6 +106,8 @@ CUSTOMISED = _pod(
 
 HOST_NETWORK = _pod({"containers": [_app()], "hostNetwork": True})
 
+WINDOWS = _pod({"containers": [_app()], "os": {"name": "windows"}})
+
 PORT_CLASH = _pod({"containers": [_app(ports=[{"containerPort": 8081}])]})
 
 

@@ -220,7 +220,7 @@ def test_settings_env_replaces_a_generated_variable_in_place() -> None:
     assert env_of(patched["spec"]["initContainers"][0])["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
 
 
-@pytest.mark.parametrize("pod", [pods.HOST_NETWORK, pods.PORT_CLASH])
+@pytest.mark.parametrize("pod", [pods.HOST_NETWORK, pods.WINDOWS, pods.PORT_CLASH])
 def test_a_pod_the_sidecar_would_break_is_left_alone_with_a_warning(pod: dict[str, Any]) -> None:
     _, injection = inject(pod)
 
