@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import sidecar
 from sidecar.config.loader import load_config_text
 from sidecar.inject.settings import parse_injector_settings
+from tests.charts.contract import SECURITY_CONTEXT
 from tests.charts.helm import Helm, HelmFailed
 from tests.charts.paths import CHART, VALUES_ALL
 from tests.support.kube_schema import assert_valid, object_name
@@ -184,15 +185,7 @@ def test_the_injector_mounts_its_certificate_config_and_a_writable_tmp(objects: 
 def test_the_injector_is_hardened_like_the_sidecar(objects: Objects) -> None:
     pod = only(objects, "Deployment")["spec"]["template"]["spec"]
     container = injector_container(objects)
-    assert container["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    assert container["securityContext"] == SECURITY_CONTEXT
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 

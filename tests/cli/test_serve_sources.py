@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import pathlib
-import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ import httpx
 
 from sidecar.simulate import SimulatedProvider
 from tests.support.fake_kube import FakeKubeAPI
+from tests.support.processes import LoggedProcess, free_port
 from tests.support.running import config_text, limits_alternative_rule, provider
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -27,29 +27,10 @@ def routes(*sims: SimulatedProvider, typo: bool = False) -> str:
     return config_text(providers, [limits_alternative_rule(primaries)])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Detour:
+class Detour(LoggedProcess):
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
+        super().__init__(process)
         self.url = f"http://127.0.0.1:{port}"
-        self.log: list[str] = []
-
-    async def line_containing(self, text: str, *, within_s: float = 10) -> str:
-        """Read the process's log until a line says `text` (the process tells us; no polling)."""
-        assert self.process.stderr is not None
-        async with asyncio.timeout(within_s):
-            while True:
-                line = (await self.process.stderr.readline()).decode()
-                if not line:
-                    raise AssertionError(f"detour exited before logging {text!r}:\n" + "".join(self.log))
-                self.log.append(line)
-                if text in line:
-                    return line
 
     async def served_by(self) -> str:
         async with httpx.AsyncClient(base_url=self.url, headers=AUTH) as client:

@@ -6,14 +6,8 @@ holding the routes ConfigMap; the kubelet's probes on the health port; the app's
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import pathlib
 import re
-import socket
-import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,13 +18,8 @@ from sidecar.inject.patch import plan_injection
 from sidecar.inject.settings import InjectorSettings
 from tests.inject import pods
 from tests.support.fake_kube import FakeKubeAPI
+from tests.support.processes import detour_process, free_port
 from tests.support.running import config_text, limits_alternative_rule, provider
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def kubelet_env(container: dict[str, Any], pod: dict[str, Any], secret: dict[str, str]) -> dict[str, str]:
@@ -48,37 +37,6 @@ def expand(arg: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
-class Process:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.log: list[str] = []
-
-    async def line_containing(self, text: str, *, within_s: float = 10) -> str:
-        assert self.process.stderr is not None
-        async with asyncio.timeout(within_s):
-            while True:
-                line = (await self.process.stderr.readline()).decode()
-                if not line:
-                    raise AssertionError(f"exited before logging {text!r}:\n" + "".join(self.log))
-                self.log.append(line)
-                if text in line:
-                    return line
-
-
-@contextlib.asynccontextmanager
-async def detour(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar.cli.main", *args,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    try:
-        yield Process(process)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await asyncio.wait_for(process.wait(), 10)
-
-
 async def test_an_injected_pod_serves_the_app_and_fails_over(tmp_path: pathlib.Path) -> None:
     api_port, health_port = free_port(), free_port()
     settings = InjectorSettings(port=api_port, health_port=health_port, secret="llm-keys")
@@ -91,10 +49,10 @@ async def test_an_injected_pod_serves_the_app_and_fails_over(tmp_path: pathlib.P
 
     async with (
         FakeKubeAPI() as api,
-        detour("simulate", "--listen", f"127.0.0.1:{primary_port}", "--name", "primary", "--limit", "1",
-               "--window", "60", "--api-key", "sk-pod-key") as primary,
-        detour("simulate", "--listen", f"127.0.0.1:{backup_port}", "--name", "backup",
-               "--api-key", "sk-pod-key") as backup,
+        detour_process("simulate", "--listen", f"127.0.0.1:{primary_port}", "--name", "primary",
+                       "--limit", "1", "--window", "60", "--api-key", "sk-pod-key") as primary,
+        detour_process("simulate", "--listen", f"127.0.0.1:{backup_port}", "--name", "backup",
+                       "--api-key", "sk-pod-key") as backup,
     ):  # fmt: skip
         await primary.line_containing("serving on")
         await backup.line_containing("serving on")
@@ -110,7 +68,7 @@ async def test_an_injected_pod_serves_the_app_and_fails_over(tmp_path: pathlib.P
         api.apply_configmap("apps", "detour-routes", {"routes.yaml": routes})
         args = [expand(arg, sidecar_env) for arg in sidecar["args"]]
         kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
-        async with detour(*args, "--kubeconfig", kubeconfig, env=sidecar_env) as running:
+        async with detour_process(*args, "--kubeconfig", kubeconfig, env=sidecar_env) as running:
             await running.line_containing("detour serving on")
             await api.wait_for_event("ConfigApplied")
             probe = sidecar["readinessProbe"]["httpGet"]

@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.inject.patch import plan_injection
 from sidecar.inject.settings import InjectorSettings, parse_injector_settings
+from tests.charts.contract import SECURITY_CONTEXT
 from tests.inject import pods
 from tests.support.kube_schema import assert_valid
 
@@ -40,15 +41,7 @@ def test_a_plain_pod_gets_a_native_sidecar_first_and_base_urls() -> None:
         "--port", "8081", "--health-port", "8083", "--log-level", "info",
     ]  # fmt: skip
     assert env_of(sidecar)["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert sidecar["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    assert sidecar["securityContext"] == SECURITY_CONTEXT
     for probe, path in (
         ("startupProbe", "/healthz"),
         ("readinessProbe", "/readyz"),
