@@ -18,7 +18,9 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Detour's benchmark (SPEC §7).")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Detour's benchmark (docs/architecture.md §7)."
+    )
     parser.add_argument("--smoke", action="store_true", help="the few-seconds CI run (no wrk)")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of Detour under load")
     parser.add_argument(

@@ -1,5 +1,5 @@
 """The full benchmark (`python -m bench`): wrk against the fast upstream directly and through Detour,
-side by side, same concurrency, same requests, then every SPEC §7 number in one results dict.
+side by side, same concurrency, same requests, then every docs/architecture.md §7 number in one results dict.
 
 Placement (two cores or more): Detour is pinned to one core of its own, so its throughput is a
 one-core number; wrk and the upstream share the other core. Each pair runs direct first, then
@@ -26,8 +26,8 @@ from bench.scenarios import ANTHROPIC, FAILOVER, OPENAI, OPENAI_STREAM, Scenario
 from bench.wrk import INSTALL_HINT, WrkResult, find_wrk, run_wrk, write_script
 
 SCENARIOS = (OPENAI, OPENAI_STREAM, ANTHROPIC, FAILOVER)
-# "Moderate load" (SPEC §7): 16 connections offering about 1,000 requests/s, half the one-core target,
-# so latency is measured below saturation; the unpaced 16-connection run shows saturation.
+# "Moderate load" (docs/architecture.md §7): 16 connections offering about 1,000 requests/s, half the
+# one-core target, so latency is measured below saturation; the unpaced 16-connection run shows saturation.
 PACED = "openai-paced"
 PACED_CONNECTIONS = 16
 PACED_RPS = 1000

@@ -25,7 +25,6 @@ from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import HttpxTransport, Transport
 from sidecar.routing.events import Observer
 from sidecar.routing.failover import Router
-from sidecar.routing.limits import RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
 from sidecar.telemetry.runtime import Telemetry
 
@@ -43,49 +42,28 @@ class Sidecar:
         transport_factory: Callable[[], Transport] = HttpxTransport,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._table: RouteTable | None = None
         self._clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
         self._retired: list[ProviderClient] = []
         self._transport_factory = transport_factory
         self.config_source: ReloadStatus | None = None  # set by whoever feeds reloads (the CLI)
-        capacity = loaded.config.routing.rate_limit_table_size if loaded else 1000
         self.router = Router(
-            self.current_table,
-            limits=RateLimitTable(capacity),
             clock=clock,
             rng=rng,
             observers=observers,
             tracing=telemetry.tracing if telemetry is not None else None,
         )
         if telemetry is not None:
-            telemetry.watch_limits(self.active_limits)
+            telemetry.watch_limits(self.router.active_limits)
         self.asgi = DetourASGI(self)
         if loaded is not None:
             self.apply(loaded)
 
     def current_table(self) -> RouteTable | None:
-        return self._table
+        return self.router.table
 
     def describe_config_source(self) -> dict[str, Any] | None:
         """The config source and its last reload's result, when a reloader feeds this sidecar."""
         return self.config_source.describe() if self.config_source is not None else None
-
-    def active_limits(self) -> dict[str, int]:
-        """Candidates rate-limited now, per configured provider (0 included), for the
-        `detour.rate_limit.active` gauge. Runs on a metric reader's thread while the event loop may
-        change the table, so a read that collides with a change is simply tried again."""
-        table = self._table
-        counts = dict.fromkeys(table.providers, 0) if table is not None else {}
-        now = self.router.clock.monotonic()
-        for _ in range(5):
-            try:
-                keys = [key for key, _ in self.router.limits.active(now)]
-            except RuntimeError:  # "dictionary changed size during iteration"
-                continue
-            for key in keys:
-                counts[key.provider_id] = counts.get(key.provider_id, 0) + 1
-            break
-        return counts
 
     def apply(self, loaded: LoadedConfig) -> RouteTable:
         """Swap in a validated config; clients whose settings did not change are reused."""
@@ -105,18 +83,15 @@ class Sidecar:
                 self._retired.append(client)
         self._retired = [client for client in self._retired if not client.closed]
         self._clients = clients
-        self._table = RouteTable(
+        table = RouteTable(
             loaded=loaded,
             rules=loaded.config.rules_by_priority(),
             providers=dict(loaded.config.providers),
             clients={provider_id: client for provider_id, (_, client) in clients.items()},
         )
-        self.router.limits.capacity = loaded.config.routing.rate_limit_table_size
-        self.router.limits.keep_only(set(clients))
-        self.router.circuits.settings = loaded.config.routing.circuit_breaker
-        self.router.circuits.keep_only(set(clients))
+        self.router.apply(table)
         log.info("config %s applied from %s", loaded.version, loaded.source)
-        return self._table
+        return table
 
     async def aclose(self) -> None:
         clients = [client for _, client in self._clients.values()] + self._retired

@@ -1,21 +1,34 @@
 """The one exception tree of Detour.
 
-    DetourError
+    DetourError                     anything not below that reaches the edge → 500 (a bug)
     ├── ConfigError                 a config could not be loaded; carries every problem with its path
-    ├── RequestError                the client's request is unusable (bad JSON, wrong field) → 400
+    ├── RequestError                the client's request is unusable → its own status (400, 413, 499, 503)
     ├── RoutingError
     │   ├── NoRouteError            no rule matches the requested model → 404
     │   ├── AllCandidatesLimited    every candidate is rate-limited → 429 + Retry-After
-    │   └── AllCandidatesFailed     every candidate failed otherwise → 502 (503: circuits open)
+    │   ├── AllCandidatesFailed     every candidate failed otherwise → 502 (503: circuits open)
+    │   └── ResumeRefused           the provider asked to continue a cut stream refused; the client
+    │                               gets the original error, in-band
     ├── UpstreamError               one attempt failed; the attempt loop turns these into outcomes
     │   ├── UpstreamTimeout         no answer in time (connect, headers or first token)
     │   ├── UpstreamConnectError    refused, reset or closed before an answer
     │   └── UpstreamStreamError     a stream broke after it started
-    └── TranslationError            a request or response cannot be expressed in the other dialect
+    ├── TranslationError            a request or response cannot be expressed in the other dialect
+    ├── SseFramingError             a provider's bytes are not SSE (an event that never ends); the
+    │                               router treats the stream as broken
+    └── KubeError                   the ConfigMap watch cannot go on; the watcher handles these itself
+        ├── ConfigMapGone           410 Gone: the resourceVersion is too old; relist
+        └── WatchFailed             the API server ended the watch with an error; reconnect, backing off
+
+"→" is what a client gets. The edge renders every error through one table,
+`sidecar.ingress.errors.RENDERINGS`, looked up by class along the exception's MRO: status, headers
+and the body's `code`/`param`; the body's shape and error type are the client's dialect's
+(`sidecar.dialects.errors`).
 
 Foreign exceptions (httpx, aiohttp, yaml, pydantic) are mapped into this tree once, in the adapter
-that calls the foreign library, with ``raise … from exc``. Each edge renders them through one table
-(`sidecar.dialects.errors`).
+that calls the foreign library, with ``raise … from exc``. The `kubernetes` client's are handled in
+`sidecar.kube`, its only caller: the ConfigMap watcher relists or reconnects (and raises and catches
+the KubeError branch itself); a failed Event post is only logged.
 """
 
 from __future__ import annotations
@@ -62,7 +75,6 @@ class RoutingError(DetourError):
 class NoRouteError(RoutingError):
     def __init__(self, model: str) -> None:
         super().__init__(f"no routing rule matches model '{model}'")
-        self.model = model
 
 
 class AllCandidatesLimited(RoutingError):
@@ -80,10 +92,14 @@ class AllCandidatesFailed(RoutingError):
     ) -> None:
         summary = "; ".join(reasons) if reasons else "no candidate could be tried"
         super().__init__(f"every candidate failed: {summary}")
-        self.reasons = tuple(reasons)
         self.attempts = attempts
         self.retry_after_s = retry_after_s  # set when some candidates are limited or circuits open
         self.status = status
+
+
+class ResumeRefused(RoutingError):
+    """The provider asked to continue a cut stream refused (a 4xx, a refusal, an answer that does
+    not begin with the text already sent): the client must get the original error instead."""
 
 
 class UpstreamError(DetourError):
@@ -104,3 +120,19 @@ class UpstreamStreamError(UpstreamError):
 
 class TranslationError(DetourError):
     pass
+
+
+class KubeError(DetourError):
+    """The ConfigMap watch cannot go on from where it is; the watcher catches these itself."""
+
+
+class ConfigMapGone(KubeError):
+    """410 Gone: the resourceVersion the watch resumes from is too old; relist."""
+
+
+class WatchFailed(KubeError):
+    """The API server ended a watch with an ERROR event other than 410; reconnect after a backoff."""
+
+
+class SseFramingError(DetourError):
+    """Bytes that are not SSE framing (an event that never ends); the router maps it to a broken stream."""

@@ -1,4 +1,5 @@
-"""The config layer: the schema of ``routes.yaml`` and the pure pipeline that loads it (SPEC §2)."""
+"""The config layer: the schema of ``routes.yaml`` and the pure pipeline that loads it
+(docs/architecture.md §2)."""
 
 from sidecar.config.loader import LoadedConfig, load_config_file, load_config_text
 from sidecar.config.models import (

@@ -1,4 +1,4 @@
-"""Turn the text of a ``routes.yaml`` into a validated, frozen `DetourConfig` (SPEC §2).
+"""Turn the text of a ``routes.yaml`` into a validated, frozen `DetourConfig` (docs/architecture.md §2).
 
 Loading is a pipeline of pure steps: parse the YAML, drop the sections Detour accepts but does not
 implement, expand ``$VAR`` references from the environment it is given, validate the schema, then

@@ -1,4 +1,4 @@
-"""The config schema (SPEC §2) as frozen pydantic models.
+"""The config schema (docs/architecture.md §2) as frozen pydantic models.
 
 These models are the contract between the YAML a user writes and the code that routes: everything
 the router needs is checked here, at load time, so nothing is validated per request. Cross-field
@@ -54,9 +54,6 @@ class ProviderConfig(_Strict):
             return self.model
         return self.model_map.get(requested, requested)
 
-    def maps_model(self, requested: str) -> bool:
-        return self.model is not None or requested in self.model_map
-
 
 class WeightedProvider(_Strict):
     id: str
@@ -73,13 +70,24 @@ class WeightedRoundRobinStrategy(_Strict):
     providers: list[WeightedProvider] = Field(min_length=1)
 
 
-class LimitsAlternativeStrategy(_Strict):
-    type: Literal["limits-alternative"]
-    primary_providers: list[str] = Field(min_length=1)
-    alternative_providers: list[str] = Field(default_factory=list)
+class RateLimitSettings(_Strict):
+    """How long a rule's candidates stay limited after a 429 that names no wait (exponential
+    backoff), and how long a request may wait out a limit when nothing else is available. Only the
+    limits-alternative strategy sets them in YAML; every other rule routes with these defaults
+    (`Rule.rate_limits`), so the defaults exist here and nowhere else."""
+
     exponential_backoff_base_secs: float = Field(default=60, gt=0)
     max_backoff_secs: float = Field(default=3600, gt=0)
     max_wait_for_retry_after_secs: float = Field(default=0, ge=0)
+
+
+DEFAULT_RATE_LIMITS = RateLimitSettings()
+
+
+class LimitsAlternativeStrategy(RateLimitSettings):
+    type: Literal["limits-alternative"]
+    primary_providers: list[str] = Field(min_length=1)
+    alternative_providers: list[str] = Field(default_factory=list)
 
 
 Strategy = Annotated[
@@ -116,6 +124,12 @@ class Rule(_Strict):
     primary: str | None = None
     fallbacks: list[str] = Field(default_factory=list)
     resume_streams: bool = False
+
+    @property
+    def rate_limits(self) -> RateLimitSettings:
+        """The strategy's own settings where it has them, else the defaults."""
+        strategy = self.strategy
+        return strategy if isinstance(strategy, RateLimitSettings) else DEFAULT_RATE_LIMITS
 
 
 class CircuitBreakerConfig(_Strict):

@@ -1,4 +1,4 @@
-"""Continuing a cut stream (SPEC §3, `resume_streams`), as pure pieces.
+"""Continuing a cut stream (docs/architecture.md §3, `resume_streams`), as pure pieces.
 
 - `TextDelta` reads the answer text (and whether the answer left plain text) from a provider's
   stream events, so the router knows exactly what the client already has.
@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 
 from sidecar.dialects import Dialect
+from sidecar.dialects.answer_metadata import anthropic_stop_reason, openai_finish_reason
+from sidecar.dialects.frames import DONE_FRAME, MESSAGE_STOP_FRAME, anthropic_frame, openai_frame
 from sidecar.dialects.sse import SseEvent
-from sidecar.dialects.translate_responses import anthropic_stop_reason, openai_finish_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +125,8 @@ class ContinuationFrames:
     def text(self, text: str) -> bytes:
         if self._client is Dialect.ANTHROPIC:
             delta = {"type": "text_delta", "text": text}
-            return _anthropic_frame(
-                "content_block_delta",
+            return anthropic_frame(
+                b"content_block_delta",
                 {"type": "content_block_delta", "index": self._block_index, "delta": delta},
             )
         return self._openai_chunk({"content": text}, None)
@@ -138,21 +139,21 @@ class ContinuationFrames:
                 else anthropic_stop_reason(reason, has_tool_calls=False, refused=False)
             )
             return [
-                _anthropic_frame(
-                    "content_block_stop", {"type": "content_block_stop", "index": self._block_index}
+                anthropic_frame(
+                    b"content_block_stop", {"type": "content_block_stop", "index": self._block_index}
                 ),
-                _anthropic_frame(
-                    "message_delta",
+                anthropic_frame(
+                    b"message_delta",
                     {
                         "type": "message_delta",
                         "delta": {"stop_reason": stop or "end_turn", "stop_sequence": None},
                         "usage": {"output_tokens": 0},
                     },
                 ),
-                _anthropic_frame("message_stop", {"type": "message_stop"}),
+                MESSAGE_STOP_FRAME,
             ]
         finish = reason if provider is Dialect.OPENAI else openai_finish_reason(reason)
-        return [self._openai_chunk({}, finish or "stop"), b"data: [DONE]\n\n"]
+        return [self._openai_chunk({}, finish or "stop"), DONE_FRAME]
 
     def _openai_chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
         chunk = {
@@ -162,8 +163,4 @@ class ContinuationFrames:
             "model": self._model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-def _anthropic_frame(kind: str, payload: dict[str, Any]) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return openai_frame(chunk)

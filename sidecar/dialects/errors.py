@@ -1,7 +1,9 @@
-"""Every error a client sees, rendered in the client's own dialect (SPEC §4).
+"""Detour's own errors, rendered in the client's dialect (docs/architecture.md §4).
 
-One table per dialect maps an HTTP status to the error `type` that API uses for it, so the ingress,
-the router and the stream relay all produce the same shapes the official SDKs parse.
+One table per dialect maps an HTTP status to the error `type` that API uses for it, so the ingress
+(whose table, `sidecar.ingress.errors`, picks the status), the router and the stream relay all
+produce the shapes the official SDKs parse. A provider's own error bodies are translated, not
+rendered: `upstream_errors`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import orjson
 
 from sidecar.dialects import Dialect
+from sidecar.dialects.frames import anthropic_frame, openai_frame
 
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -81,7 +84,7 @@ def render_stream_error(
     dialect: Dialect, status: int, message: str, *, error_type: str | None = None
 ) -> bytes:
     """An in-band SSE error frame: the only honest way to fail once a stream has started."""
-    payload = orjson.dumps(error_payload(dialect, status, message, error_type=error_type))
+    payload = error_payload(dialect, status, message, error_type=error_type)
     if dialect is Dialect.ANTHROPIC:
-        return b"event: error\ndata: " + payload + b"\n\n"
-    return b"data: " + payload + b"\n\n"
+        return anthropic_frame(b"error", payload)
+    return openai_frame(payload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sidecar.errors import UpstreamStreamError
+from sidecar.errors import SseFramingError
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
@@ -97,8 +97,9 @@ class SseDecoder:
                 events.append(event)
         self._buffer = buffer[start:] + held_cr
         if len(self._buffer) > MAX_PENDING_BYTES:
-            # A provider that never ends an event would otherwise grow this buffer without bound.
-            raise UpstreamStreamError(f"an SSE event grew past {MAX_PENDING_BYTES} bytes without ending")
+            # A provider that never ends an event would otherwise grow this buffer without bound. Not
+            # an upstream error: this module only frames bytes; the router decides what a bad stream is.
+            raise SseFramingError(f"an SSE event grew past {MAX_PENDING_BYTES} bytes without ending")
         return events
 
     def flush(self) -> list[SseEvent]:

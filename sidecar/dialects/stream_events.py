@@ -1,7 +1,7 @@
 """What an upstream SSE event means for failover: still preamble, content, the end, or an error.
 
-SPEC §3: nothing reaches the client before the first content event, so that a failure before it
-can fail over transparently. A role-only OpenAI chunk and Anthropic's `message_start`, `ping` and an
+docs/architecture.md §3: nothing reaches the client before the first content event, so that a failure before
+it can fail over transparently. A role-only OpenAI chunk and Anthropic's `message_start`, `ping` and an
 empty text `content_block_start` are preamble; a chunk that finishes the answer counts as content
 (there is nothing left to fail over for).
 """

@@ -3,7 +3,7 @@
 Routes are a dict lookup on (method, path). The chat endpoints read the body, hand the router an
 `InboundRequest` and write its `RoutedResponse`; a stream is pumped while a second task listens for
 the client going away, so a disconnect closes the upstream stream at once. Once a response has
-started nothing may render an error response any more — a late failure goes in-band (SPEC §3).
+started nothing may render an error response any more — a late failure goes in-band (docs/architecture.md §3).
 
 When the router has a `RequestTracing` (telemetry), each chat request gets a `RequestTrace` opened
 before the body is read and ended with the status actually sent — for a stream, once it has ended.
@@ -26,11 +26,9 @@ from sidecar.dialects.inbound import parse_request
 from sidecar.errors import DetourError, RequestError
 from sidecar.ingress.errors import error_response
 from sidecar.providers.client import ClientHeaders
-from sidecar.routing.admin_state import describe_state
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.failover import Router
 from sidecar.routing.models_list import list_models
-from sidecar.routing.table import RouteTable
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -49,8 +47,6 @@ class Runtime(Protocol):
     """What the ingress needs from the running sidecar (built in `sidecar.app`)."""
 
     router: Router
-
-    def current_table(self) -> RouteTable | None: ...
 
     def describe_config_source(self) -> dict[str, Any] | None: ...
 
@@ -75,11 +71,8 @@ class DetourASGI:
             self._routes = {key: handler for key, handler in self._routes.items() if key[1] in PROBE_PATHS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
-            return
+            return  # uvicorn runs with lifespan="off": no other scope arrives
         handler = self._routes.get((scope["method"], scope["path"]))
         if handler is None:
             dialect = Dialect.ANTHROPIC if scope["path"].startswith("/v1/messages") else Dialect.OPENAI
@@ -113,9 +106,7 @@ class DetourASGI:
                     stream=parsed.stream,
                     headers=client_headers,
                 )
-                if self.runtime.current_table() is None:
-                    raise RequestError("no routing config is loaded yet", status=503)
-                response = await self.runtime.router.route(request, trace)
+                response = await self.runtime.router.route(request, trace)  # 503 while no config
             except DetourError as exc:
                 status, headers, body = error_response(dialect, exc)
                 await _send_whole(send, status, headers, body)
@@ -141,7 +132,7 @@ class DetourASGI:
                 trace.end(status)  # after the last byte: telemetry settles off the client's wait
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        table = self.runtime.current_table()
+        table = self.runtime.router.table
         anthropic = any(name == b"anthropic-version" for name, _ in scope["headers"])
         body = list_models(table, anthropic_shape=anthropic)
         await _send_whole(send, 200, [], orjson.dumps(body))
@@ -150,7 +141,7 @@ class DetourASGI:
         await _send_whole(send, 200, [], b'{"status":"ok"}')
 
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
-        table = self.runtime.current_table()
+        table = self.runtime.router.table
         if table is None:
             await _send_whole(send, 503, [], b'{"status":"not ready","reason":"no valid config loaded yet"}')
         else:
@@ -159,10 +150,7 @@ class DetourASGI:
             )
 
     async def _admin_state(self, scope: Scope, receive: Receive, send: Send) -> None:
-        router = self.runtime.router
-        state = describe_state(
-            self.runtime.current_table(), router.limits, router.clock, router.circuits, router.counters
-        )
+        state = self.runtime.router.describe_state()
         state["reload"] = self.runtime.describe_config_source()
         await _send_whole(send, 200, [], orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
@@ -244,13 +232,3 @@ async def _send_stream(
             await response.release()
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         log.warning("stream to the client failed: %s", pumping.exception())
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -1,10 +1,11 @@
-"""Watching one ConfigMap with the official `kubernetes` client, in kopf's shape (SPEC §5).
+"""Watching one ConfigMap with the official `kubernetes` client, in kopf's shape (docs/architecture.md §5).
 
 LIST, then WATCH from the list's resourceVersion — both narrowed with
 `fieldSelector=metadata.name=NAME`, so RBAC can be limited to that one object — with bookmarks and a
 server-side timeout. The resourceVersion is updated from every event, bookmarks included; when a
-watch ends by its timeout, the next one resumes from there. 410 Gone means "relist", not an error.
-A lost connection reconnects with exponential backoff and jitter, capped at 5 s.
+watch ends by its timeout, the next one resumes from there. 410 Gone means "relist", not an error
+(`ConfigMapGone`). A lost connection, or a watch the API server ends with any other error
+(`WatchFailed`), reconnects with exponential backoff and jitter, capped at 5 s.
 
 The official client is blocking, so the loop runs in a worker thread and hands each observed state
 to the event loop through `deliver`. The client's own `Watch.stream` retries once after a 410 and
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from sidecar.errors import ConfigMapGone, WatchFailed
 
 log = logging.getLogger("detour.kube")
 
@@ -57,24 +60,18 @@ class ConfigMapState:
     problem: str | None = None  # "deleted" or "missing key ..." when text is None
 
 
-class Gone(Exception):
-    """The resourceVersion we watch from is too old: relist."""
-
-
 @dataclass
 class Backoff:
-    """Exponential reconnect delays with full jitter, capped (SPEC §5: at most 5 s)."""
+    """Exponential reconnect delays with full jitter, capped (docs/architecture.md §5: at most 5 s)."""
 
     first_s: float = 0.2
     cap_s: float = 5.0
-    rng: random.Random | None = None
     _attempt: int = 0
 
     def next_delay(self) -> float:
-        rng = self.rng or random
         ceiling = min(self.cap_s, self.first_s * (2**self._attempt))
         self._attempt = min(self._attempt + 1, 32)
-        return rng.uniform(ceiling / 2, ceiling)
+        return random.uniform(ceiling / 2, ceiling)
 
     def reset(self) -> None:
         self._attempt = 0
@@ -88,15 +85,12 @@ class ConfigMapWatcher:
         deliver: Callable[[ConfigMapState], None],
         *,
         watch_timeout_s: int = 240,
-        backoff: Backoff | None = None,
-        on_connection_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.ref = ref
         self._api = core_api
         self._deliver = deliver
         self._watch_timeout_s = watch_timeout_s
-        self._backoff = backoff or Backoff()
-        self._on_connection_lost = on_connection_lost
+        self._backoff = Backoff()
         self._stop = threading.Event()
         self._response: Any = None
         self._lock = threading.Lock()
@@ -125,7 +119,7 @@ class ConfigMapWatcher:
                     resource_version = self._list()
                 resource_version = self._watch(resource_version)
                 self._backoff.reset()
-            except Gone:
+            except ConfigMapGone:
                 log.info("configmap %s: resourceVersion expired, relisting", self.ref)
                 resource_version = None
             except ApiException as exc:
@@ -143,8 +137,6 @@ class ConfigMapWatcher:
         log.warning(
             "configmap %s: API server unreachable (%s); retrying in %.2f s", self.ref, _brief(exc), delay
         )
-        if self._on_connection_lost is not None:
-            self._on_connection_lost(exc)
         self._stop.wait(delay)
 
     def _list(self) -> str:
@@ -195,8 +187,8 @@ class ConfigMapWatcher:
         obj = event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == GONE:
-                raise Gone()
-            raise RuntimeError(f"watch error: {obj.get('message', obj)}")
+                raise ConfigMapGone()
+            raise WatchFailed(str(obj.get("message", obj)))
         new_version = str(obj.get("metadata", {}).get("resourceVersion") or resource_version)
         if kind in ("ADDED", "MODIFIED"):
             self._deliver(self._state(obj))

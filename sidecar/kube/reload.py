@@ -1,4 +1,4 @@
-"""Every new config is validated before it is swapped in (SPEC §5).
+"""Every new config is validated before it is swapped in (docs/architecture.md §5).
 
 `ConfigReloader` is the one place a config from any source (file, mounted volume, ConfigMap watch)
 becomes the active one: valid → applied atomically (in-flight requests keep their snapshot);

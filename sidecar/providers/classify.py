@@ -1,4 +1,4 @@
-"""What an upstream answer means for the attempt loop (SPEC §3, "Outcome").
+"""What an upstream answer means for the attempt loop (docs/architecture.md §3, "Outcome").
 
 A pure function of (dialect, status, error body): the router never looks at status codes or error
 bodies itself. Both APIs' real error shapes are recognised:
@@ -17,12 +17,23 @@ from sidecar.config.models import ProviderType
 
 
 class Outcome(Enum):
+    """How one upstream attempt ended. The router's policy tables key on the members (identity
+    checks, no text); a value is the text shown for it at the edges — the `detour.reason` and
+    `error.type` of telemetry, the reasons of a 502 — and must not change."""
+
     OK = "ok"
-    RATE_LIMITED = "rate_limited"  # 429: limit this candidate, fail over at once
+    # From the provider's answer (`classify`): an HTTP error status, or an error event in a stream.
+    RATE_LIMITED = "rate_limit"  # 429: limit this candidate, fail over at once
     QUOTA_EXHAUSTED = "quota"  # 429 insufficient_quota: limit the whole provider
     SERVER_ERROR = "server_error"  # 5xx, 408, Anthropic 529: fail over
     CONTEXT_LENGTH = "context_length"  # prompt too long: only the rule's fallbacks may help
     CLIENT_ERROR = "client_error"  # any other 4xx: the client's problem, returned as is
+    # From how the attempt went (the attempt loop maps `sidecar.errors` to these).
+    TIMEOUT = "timeout"  # no headers, or no first content event, in time
+    CONNECT_ERROR = "connect_error"  # refused, reset or closed before an answer
+    STREAM_ERROR = "stream_error"  # the body broke or ended before its first content event
+    TRANSLATION_ERROR = "translation_error"  # the answer could not be put in the client's dialect
+    REFUSED = "refused"  # a continuation of a cut stream that cannot be spliced on (resume only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ def parse_error_body(body: bytes) -> ProviderError:
 
 
 def classify(dialect: ProviderType, status: int, error: ProviderError | None) -> Outcome:
+    """One of OK and the first group of `Outcome` (the answer's own meaning)."""
     if status < 400:
         return Outcome.OK
     if status == 429:

@@ -1,7 +1,7 @@
 """One configured provider: where to send, with which credential and headers, within which timeouts.
 
-Credentials follow SPEC §4: a provider with its own `api_key` always uses it and never sees the
-client's; without one, the client's credential goes only to providers of the client's own dialect.
+Credentials follow docs/architecture.md §4: a provider with its own `api_key` always uses it and never sees
+the client's; without one, the client's credential goes only to providers of the client's own dialect.
 Only an allow-list of client headers is forwarded, so SDK telemetry headers and cookies stay home.
 The client's W3C trace context is kept aside (never forwarded as is): telemetry makes it the
 parent of the request's span and sends each upstream request its own attempt's context instead.

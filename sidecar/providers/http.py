@@ -2,8 +2,8 @@
 
 Everything above it sees a two-method `Transport` (send, close) and an `UpstreamResponse` whose body
 is read whole or streamed. The transport is httpx's `AsyncClient` over the aiohttp transport
-(`httpx-aiohttp`): SPEC §7 measured httpx's default transport at a quarter of the throughput the
-targets need, and the aiohttp transport keeps httpx's API while reaching them. `bench/` re-measures.
+(`httpx-aiohttp`): docs/architecture.md §7 measured httpx's default transport at a quarter of the throughput
+the targets need, and the aiohttp transport keeps httpx's API while reaching them. `bench/` re-measures.
 
 Foreign exceptions are mapped into `sidecar.errors` here, once. httpx-aiohttp reports a connection
 reset as `httpx.ConnectTimeout`, so the original aiohttp exception (its `__cause__`) decides whether

@@ -1,6 +1,6 @@
 """Read how long a provider wants us to back off from its 429 response headers.
 
-SPEC §3 "Recording a limit" ranks the sources: ``retry-after`` (seconds or an HTTP-date), then
+docs/architecture.md §3 "Recording a limit" ranks the sources: ``retry-after`` (seconds or an HTTP-date), then
 ``retry-after-ms``, then the provider's reset headers for buckets whose "remaining" is 0. When none
 gives a usable value the router falls back to exponential backoff, so this module answers ``None``
 rather than guessing.
@@ -85,7 +85,8 @@ _GO_PARTS = re.compile(_GO_PART, re.ASCII)
 
 
 def parse_rate_limit_hint(headers: Mapping[str, str], *, now: float) -> RateLimitHint | None:
-    """The provider's wait from the first usable source in SPEC order, or None to use backoff.
+    """The provider's wait from the first usable source in the order of docs/architecture.md §3, or None to
+    use backoff.
 
     ``headers`` must have lower-case keys; ``now`` is the Unix time the response arrived.
     """
@@ -214,8 +215,8 @@ def _utc_timestamp(year: int, month: int, day: int, hour: int, minute: int, seco
 
 def _hint(wait_s: float, source: WaitSource) -> RateLimitHint:
     if math.isnan(wait_s) or wait_s < 0.0:
-        # A date already past means retry now (SPEC "Caps and bounds"); NaN only comes from a broken
-        # clock, and 0.0 keeps the result inside its documented range.
+        # A date already past means retry now (docs/architecture.md §3, "Caps and bounds"); NaN only
+        # comes from a broken clock, and 0.0 keeps the result inside its documented range.
         wait_s = 0.0
     return RateLimitHint(
         wait_s=min(wait_s, MAX_WAIT_S),

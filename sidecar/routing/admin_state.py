@@ -4,11 +4,13 @@ the circuits. Credentials are never part of it — only ids, models, reasons and
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.limits import RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
+from sidecar.routing.tally import Counters
 
 
 def describe_state(
@@ -16,7 +18,7 @@ def describe_state(
     limits: RateLimitTable,
     clock: Clock,
     circuits: CircuitBreakers | None = None,
-    counters: object | None = None,
+    counters: Counters | None = None,
 ) -> dict[str, Any]:
     now, wall = clock.monotonic(), clock.wall()
     limited: list[dict[str, Any]] = [
@@ -46,7 +48,7 @@ def describe_state(
         "rate_limited": limited,
         "rate_limit_table": {"size": len(limits), "capacity": limits.capacity, "evictions": limits.evictions},
         "circuits": _circuits(circuits, now) if circuits is not None else [],
-        "counters": dict(vars(counters)) if counters is not None else {},
+        "counters": dataclasses.asdict(counters) if counters is not None else {},
     }
 
 

@@ -1,4 +1,4 @@
-"""Circuit breakers per candidate (SPEC §3, the seed's `circuit_breaker` settings).
+"""Circuit breakers per candidate (docs/architecture.md §3, the seed's `circuit_breaker` settings).
 
 A candidate that keeps failing — 5xx, timeouts, connection errors; never 429s, which have their own
 state — is skipped for `timeout_secs` instead of costing every request a failed round trip. Then

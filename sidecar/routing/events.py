@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from sidecar.providers.classify import Outcome
 from sidecar.providers.ratelimit_headers import WaitSource
+from sidecar.routing.limits import LimitReason
 
 if TYPE_CHECKING:
     from sidecar.dialects import Dialect
@@ -32,8 +34,7 @@ class RateLimited:
     model: str
     wait_s: float  # the wait actually applied (0: skipped for this request only)
     source: WaitSource
-    reason: str  # "rate_limit" | "quota"
-    whole_provider: bool
+    reason: LimitReason  # quota: the whole provider is limited
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +43,19 @@ class FailedOver:
     from_model: str
     to_provider: str
     to_model: str
-    # rate_limit, quota, server_error, timeout, connect_error, stream_error or context_length
-    reason: str
+    outcome: Outcome  # how the attempt of `from_provider` ended
+    resumed: bool = False  # its stream broke after content was sent; `to_provider` continues it
+
+    @property
+    def reason(self) -> str:
+        """The text telemetry shows: the outcome's (`rate_limit`, `timeout`, ...), or `resume`."""
+        return "resume" if self.resumed else self.outcome.value
 
 
 @dataclass(frozen=True, slots=True)
 class Served:
     provider_id: str
     model: str
-    role: str
     attempts: int
     first_provider: str  # the candidate tried first; differs from provider_id after a failover
 

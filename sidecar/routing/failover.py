@@ -1,9 +1,22 @@
-"""The attempt loop: where a 429 becomes a failover (SPEC §3).
+"""The router and its attempt loop: where a 429 becomes a failover (docs/architecture.md §3).
 
-For one request: match the rule, ask its strategy for candidates, skip the ones that are limited,
-try the rest in order — each at most once, never sleeping between them — and record every 429 so
-the next request skips that candidate until its limit expires. The loop knows nothing of HTTP
-frameworks; both ingresses call `Router.route`.
+For one request: match the rule, take its candidates, skip the ones that are limited, ineligible
+or behind an open circuit, and try the rest in order — each at most once, never sleeping between
+them. Every attempt ends in an `Outcome`; what the loop does next comes from `policy.POLICY`
+alone. A 429 is recorded so the next request skips that candidate until its limit expires. When
+nothing answers, `tally.give_up` decides what the client gets. The loop knows nothing of HTTP
+frameworks; the ingress calls `Router.route`.
+
+`Router` is the routing state of one process and its whole surface:
+
+- `apply(table)`: a validated config is now in force (from the composition root, `sidecar.app`);
+  the limit table and circuits are resized, reconfigured and pruned to its providers, and the
+  candidate-plan cache starts over.
+- `route(request, trace)`: one request. Raises the 503 "no routing config is loaded yet" (the only
+  place it is raised), `NoRouteError`, `AllCandidatesLimited`, `AllCandidatesFailed`.
+- `describe_state()` (/admin/state), `active_limits()` (the telemetry gauge), `table`.
+- `limits`, `circuits`, `counters`, `clock`, `tracing`: the state itself, read by the ingress
+  (`tracing`), the demo and the tests; nothing outside routing writes it.
 
 Telemetry follows along through the protocols of `events`: `route` gets the ingress's
 `RequestTrace` (or None) and each upstream request an `AttemptTrace`; a recorded 429 is reported
@@ -12,70 +25,98 @@ before the next attempt starts, so it belongs to the attempt started last.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sidecar.config.models import RoundRobinStrategy, Rule, WeightedRoundRobinStrategy
-from sidecar.dialects.adapt import Exchange, plan_exchange
+from sidecar.config.models import RateLimitSettings, RoundRobinStrategy, Rule, WeightedRoundRobinStrategy
 from sidecar.dialects.continuation import ContinuationFrames
-from sidecar.errors import (
-    AllCandidatesFailed,
-    AllCandidatesLimited,
-    NoRouteError,
-    RequestError,
-    TranslationError,
-)
+from sidecar.dialects.exchange_plan import Exchange, plan_exchange
+from sidecar.errors import NoRouteError, RequestError, TranslationError
 from sidecar.providers.classify import Outcome
 from sidecar.providers.client import ProviderClient
-from sidecar.providers.ratelimit_headers import parse_rate_limit_hint
-from sidecar.routing.attempt import AttemptFailure, run_attempt
+from sidecar.routing import admin_state
+from sidecar.routing.attempt import client_error, run_attempt, stream_response
 from sidecar.routing.circuits import CircuitBreakers
-from sidecar.routing.events import FailedOver, Observer, RateLimited, RequestTrace, RequestTracing, Served
+from sidecar.routing.events import FailedOver, Observer, RequestTrace, RequestTracing, Served
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
-from sidecar.routing.limits import LimitKey, RateLimitTable, decide_limit
-from sidecar.routing.resume import Refused, Resumer, SentLedger, open_continuation
+from sidecar.routing.limiting import record_limit
+from sidecar.routing.limits import RateLimitTable
+from sidecar.routing.policy import POLICY, AttemptFailure, Next
+from sidecar.routing.resume import Continuing, SentLedger, continuation_request
 from sidecar.routing.strategies import Candidate, Rotations, match_rule, plan
+from sidecar.routing.stream import Emitter, Resume, StreamLeg, forwarding
 from sidecar.routing.table import Clock, RouteTable
-from sidecar.routing.tally import Counters, Tally, may_fit
+from sidecar.routing.tally import Counters, Tally, give_up, may_fit
 
 log = logging.getLogger("detour.routing")
 
-DEFAULT_BACKOFF_BASE_S = 60.0
-DEFAULT_MAX_BACKOFF_S = 3600.0
+# Model names come from clients: the plan cache must never grow with them.
 PLAN_CACHE_SIZE = 1024
-# Failures worth one more try on the same candidate: a 5xx or a lost connection may be transient,
-# while a timeout means a silent provider that should not be asked again in this request.
-RETRIABLE = frozenset({"server_error", "connect_error", "stream_error"})
-# Failures that count toward a candidate's circuit breaker (429s have their own state).
-CIRCUIT_FAILURES = frozenset({"server_error", "connect_error", "stream_error", "timeout"})
 
 
 class Router:
     def __init__(
         self,
-        table: Callable[[], RouteTable | None],
         *,
-        limits: RateLimitTable,
-        circuits: CircuitBreakers | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observers: Sequence[Observer] = (),
         tracing: RequestTracing | None = None,
     ) -> None:
-        self._table = table
-        self.limits = limits
-        self.circuits = circuits or CircuitBreakers()
-        self.rotations = Rotations()
-        self.clock = clock or Clock()
+        self.limits = RateLimitTable()
+        self.circuits = CircuitBreakers()
         self.counters = Counters()
+        self.clock = clock or Clock()
+        self.tracing = tracing  # read by the ingress, which opens one RequestTrace per request
+        self._observers = tuple(observers)
         self._rng = rng or random.Random()
-        self.observers = list(observers)
-        self.tracing = tracing  # read by the ingresses, which open one RequestTrace per request
+        self._rotations = Rotations()  # survive reloads while a rule's provider list is the same
+        self._table: RouteTable | None = None
+        # Candidate lists of the strategies that do not rotate, per (rule, requested model), for
+        # the table in force only: a request still on an older table plans without the cache.
+        self._plans: dict[tuple[str, str], list[Candidate]] = {}
+
+    @property
+    def table(self) -> RouteTable | None:
+        return self._table
+
+    def apply(self, table: RouteTable) -> None:
+        """Route new requests with `table`; limits and circuits survive for providers it keeps."""
+        routing = table.loaded.config.routing
+        providers = set(table.providers)
+        self.limits.capacity = routing.rate_limit_table_size
+        self.limits.keep_only(providers)
+        self.circuits.settings = routing.circuit_breaker
+        self.circuits.keep_only(providers)
+        self._table = table
+        self._plans = {}
+
+    def describe_state(self) -> dict[str, Any]:
+        """/admin/state without the reload status (the composition root knows that)."""
+        return admin_state.describe_state(self._table, self.limits, self.clock, self.circuits, self.counters)
+
+    def active_limits(self) -> dict[str, int]:
+        """Candidates rate-limited now, per configured provider (0 included), for the
+        `detour.rate_limit.active` gauge. Runs on a metric reader's thread while the event loop may
+        change the table, so a read that collides with a change is simply tried again."""
+        table = self._table
+        counts = dict.fromkeys(table.providers, 0) if table is not None else {}
+        now = self.clock.monotonic()
+        for _ in range(5):
+            try:
+                keys = [key for key, _ in self.limits.active(now)]
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+            for key in keys:
+                counts[key.provider_id] = counts.get(key.provider_id, 0) + 1
+            break
+        return counts
 
     async def route(self, request: InboundRequest, trace: RequestTrace | None = None) -> RoutedResponse:
-        table = self._table()  # one snapshot for the whole request, whatever reloads meanwhile
+        table = self._table  # one snapshot for the whole request, whatever reloads meanwhile
         if table is None:
             raise RequestError("no routing config is loaded yet", status=503)
         if trace is not None:
@@ -83,40 +124,49 @@ class Router:
         rule = match_rule(table.rules, request.model)
         if rule is None:
             raise NoRouteError(request.model)
-        max_wait = getattr(rule.strategy, "max_wait_for_retry_after_secs", 0.0)
+        candidates = self._candidates(rule, request.model, table)
+        max_wait = rule.rate_limits.max_wait_for_retry_after_secs
         attempts = 0
+        slack = 0.0
         while True:
             tally = Tally(attempts=attempts, trace=trace)
-            response = await self._one_pass(request, table, rule, tally)
+            resume = (
+                self._resume(request, table, rule, candidates, tally)
+                if rule.resume_streams and request.stream
+                else None
+            )
+            response = await self._one_pass(request, table, rule, candidates, tally, resume, slack)
             if response is not None:
                 return response
-            attempts = tally.attempts
-            if tally.overflow is not None and all(
-                reason.endswith("context_length") for reason in tally.failures
-            ):
+            if tally.only_overflowed and tally.overflow is not None:
                 candidate, failure, exchange = tally.overflow
-                return self._client_error(candidate, failure, attempts, exchange)
+                return client_error(candidate, failure, tally.attempts, exchange)
             wait = self._worth_waiting(tally, max_wait)
             if wait is None:
-                self._exhausted(tally)
+                give_up(tally, self.clock.monotonic())
             # Every candidate is limited and the soonest comes back within the rule's patience.
             await self.clock.sleep(wait)
             max_wait = 0.0  # wait at most once per request
+            # The sleep may end up to one clock tick before the expiry it waited for: a limit
+            # expiring that close has passed, or the request would answer 429 "retry after 0 s".
+            slack = self.clock.resolution
+            attempts = tally.attempts
 
     async def _one_pass(
-        self, request: InboundRequest, table: RouteTable, rule: Rule, tally: Tally
+        self,
+        request: InboundRequest,
+        table: RouteTable,
+        rule: Rule,
+        candidates: list[Candidate],
+        tally: Tally,
+        resume: Resume | None,
+        slack: float,
     ) -> RoutedResponse | None:
-        candidates = self._candidates(rule, request.model, table)
-        resumer = (
-            self._resumer(request, table, candidates, tally)
-            if rule.resume_streams and request.stream
-            else None
-        )
         for candidate in candidates:
             if tally.fallbacks_only and not may_fit(candidate, tally):
                 continue
             now = self.clock.monotonic()
-            until = self.limits.blocked_until(candidate.provider_id, candidate.model, now)
+            until = self.limits.blocked_until(candidate.provider_id, candidate.model, now + slack)
             if until is not None:
                 tally.limited_until.append(until)
                 continue
@@ -125,7 +175,7 @@ class Router:
                 exchange = self._exchange(request, table, client, candidate)
             except TranslationError as exc:
                 log.info("skipping %s for model %s: %s", candidate.provider_id, candidate.model, exc)
-                tally.ineligible.append(f"{candidate.provider_id}: {exc}")
+                tally.ineligible.append((candidate, exc))
                 continue
             if not self.circuits.allows(candidate.provider_id, candidate.model, now):
                 reopens = self.circuits.reopens_at(candidate.provider_id, candidate.model)
@@ -134,36 +184,43 @@ class Router:
             if tally.previous is not None:
                 self._emit_failover(tally.previous[0], candidate, tally.previous[1], tally.trace)
             tally.tried.add(candidate)
-            result = await self._try_candidate(client, candidate, exchange, request, tally, resumer)
+            emitter = forwarding(exchange, client.dialect, resume is not None) if request.stream else None
+            body, convert = exchange.upstream_body, exchange.convert_response
+            result = await self._try_candidate(client, candidate, body, emitter, convert, request, tally)
+            if isinstance(result, StreamLeg):
+                result = stream_response(result, request.dialect, resume)
             if isinstance(result, RoutedResponse):
                 result.attempts = tally.attempts
                 self._emit_served(candidate, tally.attempts, candidates[0], tally.trace)
                 return result
-            if result.outcome is Outcome.CLIENT_ERROR:
-                return self._client_error(candidate, result, tally.attempts, exchange)
-            if result.outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
-                expiry = self._record_limit(rule.strategy, candidate, result, tally.trace)
+            policy = POLICY[result.outcome]
+            if policy.next is Next.RETURN:
+                return client_error(candidate, result, tally.attempts, exchange)
+            if policy.next is Next.LIMIT:
+                expiry = self._record_limit(rule.rate_limits, candidate, result, tally.trace)
                 if expiry is not None:
                     tally.limited_until.append(expiry)
                 else:
                     tally.told_to_retry_now = True
             else:
-                tally.failures.append(f"{candidate.provider_id}: {result.reason}")
-                if result.outcome is Outcome.CONTEXT_LENGTH:
+                tally.failures.append((candidate, result.outcome))
+                if policy.next is Next.FALLBACKS_ONLY:
                     tally.fallbacks_only = True  # a larger model may fit; the same model never will
                     tally.overflow = tally.overflow or (candidate, result, exchange)
-            tally.previous = (candidate, result.reason)
+            tally.previous = (candidate, result.outcome)
         return None
 
     def _candidates(self, rule: Rule, model: str, table: RouteTable) -> list[Candidate]:
         if isinstance(rule.strategy, RoundRobinStrategy | WeightedRoundRobinStrategy):
-            return plan(rule, model, table.providers, self.rotations)  # rotates: new order each time
+            return plan(rule, model, table.providers, self._rotations)  # rotates: new order each time
+        if table is not self._table:
+            return plan(rule, model, table.providers, self._rotations)
         key = (rule.name, model)
-        candidates = table.plans.get(key)
+        candidates = self._plans.get(key)
         if candidates is None:
-            if len(table.plans) >= PLAN_CACHE_SIZE:
-                table.plans.clear()  # model names come from clients: never let them grow the cache
-            candidates = table.plans[key] = plan(rule, model, table.providers, self.rotations)
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            candidates = self._plans[key] = plan(rule, model, table.providers, self._rotations)
         return candidates
 
     def _exchange(
@@ -185,15 +242,17 @@ class Router:
         self,
         client: ProviderClient,
         candidate: Candidate,
-        exchange: Exchange,
+        body: bytes,
+        emitter: Callable[[], Emitter] | None,
+        convert_response: Callable[[bytes], bytes] | None,
         request: InboundRequest,
         tally: Tally,
-        resumer: Resumer | None,
-    ) -> RoutedResponse | AttemptFailure:
-        """One candidate, with the bounded same-candidate retry for 5xx and lost connections."""
+    ) -> RoutedResponse | StreamLeg | AttemptFailure:
+        """One candidate, with the bounded same-candidate retry its outcomes allow."""
+        provider_id, model = candidate.provider_id, candidate.model
         config = client.config
-        probing = self.circuits.is_probing(candidate.provider_id, candidate.model)
-        retries_left = 0 if probing else config.max_retries  # a probe is one request, no more
+        # A probe (half-open circuit) is one request, no more.
+        retries_left = 0 if self.circuits.is_probing(provider_id, model) else config.max_retries
         backoff_s = config.retry_backoff_ms / 1000
         traced = tally.trace
         while True:
@@ -203,51 +262,51 @@ class Router:
                 result = await run_attempt(
                     client,
                     candidate,
-                    exchange,
-                    client_dialect=request.dialect,
-                    stream=request.stream,
-                    headers_in=request.headers,
+                    body,
+                    request.headers,
+                    emitter=emitter,
+                    convert_response=convert_response,
                     counters=self.counters,
-                    resumer=resumer,
                     trace=trace,
                 )
             except BaseException:
                 # Cancelled, or a bug: a half-open circuit must not keep its probe slot forever.
-                self.circuits.release_probe(candidate.provider_id, candidate.model)
+                self.circuits.release_probe(provider_id, model)
                 raise
-            if isinstance(result, RoutedResponse):
-                self.limits.record_success(candidate.provider_id, candidate.model)
-                self.circuits.record_success(candidate.provider_id, candidate.model)
+            if not isinstance(result, AttemptFailure):
+                self.limits.record_success(provider_id, model)
+                self.circuits.record_success(provider_id, model)
                 return result
-            if result.reason not in RETRIABLE or retries_left == 0:
+            policy = POLICY[result.outcome]
+            if not policy.retry or retries_left == 0:
                 break
             retries_left -= 1
             self.counters.retries += 1
             # Full jitter around a doubling base: concurrent retries do not arrive in lockstep.
             await self.clock.sleep(backoff_s * self._rng.uniform(0.5, 1.5))
             backoff_s *= 2
-        if result.reason == "timeout":
+        if result.outcome is Outcome.TIMEOUT:
             self.counters.timeouts += 1
-        if result.reason in CIRCUIT_FAILURES:
-            if self.circuits.record_failure(candidate.provider_id, candidate.model, self.clock.monotonic()):
-                self.counters.circuit_opens += 1
-                log.warning(
-                    "circuit of %s / %s opened after repeated failures",
-                    candidate.provider_id,
-                    candidate.model,
-                )
-        else:
-            self.circuits.release_probe(candidate.provider_id, candidate.model)
+        if not policy.circuit:
+            self.circuits.release_probe(provider_id, model)
+        elif self.circuits.record_failure(provider_id, model, self.clock.monotonic()):
+            self.counters.circuit_opens += 1
+            log.warning("circuit of %s / %s opened after repeated failures", provider_id, model)
         return result
 
-    def _resumer(
-        self, request: InboundRequest, table: RouteTable, candidates: list[Candidate], tally: Tally
-    ) -> Resumer:
+    def _resume(
+        self,
+        request: InboundRequest,
+        table: RouteTable,
+        rule: Rule,
+        candidates: list[Candidate],
+        tally: Tally,
+    ) -> Resume:
         """Continues a stream that broke after content reached the client, with a candidate this
-        request has not tried yet (SPEC §3, `resume_streams`)."""
+        request has not tried yet (docs/architecture.md §3, `resume_streams`): an ordinary attempt whose
+        stream is read by a `Continuing` emitter and pumped by the same relay."""
 
-        async def resume(ledger: SentLedger) -> AsyncIterator[bytes] | None:
-            broken = next(iter(tally.tried), None) if len(tally.tried) == 1 else None
+        async def resume(ledger: SentLedger, broken: Candidate, outcome: Outcome) -> StreamLeg | None:
             for candidate in candidates:
                 now = self.clock.monotonic()
                 if candidate in tally.tried or self.limits.blocked_until(
@@ -262,35 +321,32 @@ class Router:
                 if not self.circuits.allows(candidate.provider_id, candidate.model, now):
                     continue
                 tally.tried.add(candidate)
+                body, expected = continuation_request(client, exchange.upstream_body, ledger)
                 frames = ContinuationFrames(
                     request.dialect,
                     model=candidate.model,
                     block_index=ledger.block_index,
                     created=int(self.clock.wall()),
                 )
-                try:
-                    continuation = await open_continuation(
-                        client,
-                        exchange.upstream_body,
-                        request.headers,
-                        client_dialect=request.dialect,
-                        ledger=ledger,
-                        frames=frames,
-                    )
-                except Refused as exc:
-                    self.circuits.release_probe(candidate.provider_id, candidate.model)
+                continuing = functools.partial(
+                    Continuing, client.dialect, request.dialect, expected, frames, ledger
+                )
+                result = await self._try_candidate(client, candidate, body, continuing, None, request, tally)
+                if isinstance(result, StreamLeg):
+                    self._emit_failover(broken, candidate, outcome, tally.trace, resumed=True)
+                    return result
+                if isinstance(result, RoutedResponse):  # a continuation always streams
+                    continue
+                policy = POLICY[result.outcome]
+                if policy.next is Next.RETURN:
                     log.info(
                         "resume refused by %s (%s); the client gets the original error",
                         candidate.provider_id,
-                        exc,
+                        result.outcome.value,
                     )
                     return None
-                if continuation is None:
-                    self.circuits.release_probe(candidate.provider_id, candidate.model)
-                    continue
-                if broken is not None:
-                    self._emit_failover(broken, candidate, "resume", tally.trace)
-                return continuation
+                if policy.next is Next.LIMIT:
+                    self._record_limit(rule.rate_limits, candidate, result, tally.trace)
             return None
 
         return resume
@@ -302,95 +358,37 @@ class Router:
         return max(wait, 0.0) if wait <= max_wait else None
 
     def _record_limit(
-        self, strategy: object, candidate: Candidate, failure: AttemptFailure, trace: RequestTrace | None
+        self,
+        settings: RateLimitSettings,
+        candidate: Candidate,
+        failure: AttemptFailure,
+        trace: RequestTrace | None,
     ) -> float | None:
-        quota = failure.outcome is Outcome.QUOTA_EXHAUSTED
-        key = LimitKey(candidate.provider_id, None if quota else candidate.model)
-        now = self.clock.monotonic()
-        hint = parse_rate_limit_hint(failure.headers, now=self.clock.wall())
-        if hint is not None and hint.excessive:
-            log.warning(
-                "provider %s asked to wait %.0f s%s",
-                candidate.provider_id,
-                hint.wait_s,
-                " (capped at 48 h)" if hint.capped else "",
-            )
-        decision = decide_limit(
-            hint,
-            quota=quota,
-            consecutive=self.limits.consecutive_after_this(key, now),
-            backoff_base_s=getattr(strategy, "exponential_backoff_base_secs", DEFAULT_BACKOFF_BASE_S),
-            max_backoff_s=getattr(strategy, "max_backoff_secs", DEFAULT_MAX_BACKOFF_S),
-            rng=self._rng,
+        clock = self.clock
+        expiry, event = record_limit(
+            self.limits, settings, candidate, failure, now=clock.monotonic(), wall=clock.wall(), rng=self._rng
         )
-        entry = self.limits.record(key, decision, now)
-        applied = entry.wait_s if entry is not None else 0.0
-        # A limit worth knowing about is logged; "retry now" 429s can come every request, so quietly.
-        log.log(
-            logging.INFO if entry is not None else logging.DEBUG,
-            "provider %s model %s rate-limited (%s): waiting %.3f s from %s",
-            candidate.provider_id,
-            candidate.model,
-            decision.reason.value,
-            applied,
-            decision.source.value,
-        )
-        event = RateLimited(
-            candidate.provider_id, candidate.model, applied, decision.source, decision.reason.value, quota
-        )
-        for observer in self.observers:
+        for observer in self._observers:
             observer.on_rate_limited(event)
         if trace is not None:
             trace.on_rate_limited(event)
-        return entry.expires_at if entry is not None else None
-
-    def _client_error(
-        self,
-        candidate: Candidate,
-        failure: AttemptFailure,
-        attempts: int,
-        exchange: Exchange,
-    ) -> RoutedResponse:
-        """The provider's own 4xx, in the client's dialect, with the provider's reason."""
-        status, body = failure.status or 400, failure.body
-        if exchange.convert_error is not None:
-            status, body = exchange.convert_error(status, body)
-        return RoutedResponse(
-            status=status,
-            content_type="application/json",
-            provider_id=candidate.provider_id,
-            model=candidate.model,
-            attempts=attempts,
-            body=body,
-        )
-
-    def _exhausted(self, tally: Tally) -> NoReturn:
-        now = self.clock.monotonic()
-        failed_or_closed = bool(tally.failures or tally.unavailable_until)
-        if tally.ineligible and not (failed_or_closed or tally.limited_until or tally.told_to_retry_now):
-            reasons = "; ".join(tally.ineligible)
-            raise RequestError(f"no provider of this route can serve the request: {reasons}")
-        if tally.limited_until and not failed_or_closed:
-            raise AllCandidatesLimited(max(min(tally.limited_until) - now, 0.0), tally.attempts)
-        if tally.told_to_retry_now and not failed_or_closed:
-            # Every provider said "retry now" (retry-after: 0): still a 429, but never a hot loop.
-            raise AllCandidatesLimited(1.0, tally.attempts)
-        comeback = tally.limited_until + tally.unavailable_until
-        retry_after = max(min(comeback) - now, 0.0) if comeback else None
-        reasons_list = list(tally.failures)
-        if tally.unavailable_until:
-            reasons_list.append(f"{len(tally.unavailable_until)} candidate(s) with an open circuit")
-        # 502: a provider failed during this request; 503: nothing could be tried, circuits are open.
-        status = 502 if tally.failures else 503
-        raise AllCandidatesFailed(reasons_list, tally.attempts, retry_after, status=status)
+        return expiry
 
     def _emit_failover(
-        self, source: Candidate, target: Candidate, reason: str, trace: RequestTrace | None
+        self,
+        source: Candidate,
+        target: Candidate,
+        outcome: Outcome,
+        trace: RequestTrace | None,
+        *,
+        resumed: bool = False,
     ) -> None:
-        if not self.observers and trace is None:
+        if not self._observers and trace is None:
             return
-        event = FailedOver(source.provider_id, source.model, target.provider_id, target.model, reason)
-        for observer in self.observers:
+        event = FailedOver(
+            source.provider_id, source.model, target.provider_id, target.model, outcome, resumed
+        )
+        for observer in self._observers:
             observer.on_failed_over(event)
         if trace is not None:
             trace.on_failed_over(event)
@@ -398,12 +396,10 @@ class Router:
     def _emit_served(
         self, candidate: Candidate, attempts: int, first: Candidate, trace: RequestTrace | None
     ) -> None:
-        if not self.observers and trace is None:
+        if not self._observers and trace is None:
             return
-        event = Served(
-            candidate.provider_id, candidate.model, candidate.role.value, attempts, first.provider_id
-        )
-        for observer in self.observers:
+        event = Served(candidate.provider_id, candidate.model, attempts, first.provider_id)
+        for observer in self._observers:
             observer.on_served(event)
         if trace is not None:
             trace.on_served(event)

@@ -1,4 +1,4 @@
-"""Rate-limit state: which candidates are limited, until when, and why (SPEC §3).
+"""Rate-limit state: which candidates are limited, until when, and why (docs/architecture.md §3).
 
 Keyed by candidate — (provider, upstream model) — so a 429 for gpt-4o does not block gpt-4o-mini on
 the same key; a quota 429 is keyed by the provider alone and blocks all its models. The table is
@@ -151,10 +151,6 @@ class RateLimitTable:
         for key, entry in self._entries.items():
             if entry.expires_at > now:
                 yield key, entry
-
-    def soonest_expiry(self, now: float) -> float | None:
-        expiries = [entry.expires_at for _, entry in self.active(now)]
-        return min(expiries) if expiries else None
 
     def _make_room(self, now: float) -> None:
         if len(self._entries) < self.capacity * PURGE_AT:

@@ -1,19 +1,18 @@
 """Resuming a stream that broke after content reached the client (`resume_streams: true`).
 
-The relay keeps a `SentLedger` of the text the client already has. When the stream breaks, the
-router's resumer asks the next candidate to continue: with an assistant prefill if the provider
-`supports_prefill`, otherwise from scratch, passing on only what goes beyond the text already
-sent, and only if the new answer begins with exactly that text. Nothing reaches the client until
-the continuation has produced new text, so a continuation that fails early costs the client
-nothing but the original error. A refusal (any 4xx, a refusal in the answer) never replaces the
-original error.
+The first stream's emitter keeps a `SentLedger` of the text the client already has. When the stream
+breaks, the relay asks the router for the next candidate, which is asked to continue: with an
+assistant prefill if the provider `supports_prefill`, otherwise from scratch (`continuation_request`).
+That request is an ordinary attempt (same timeouts, retries, limits, circuits, trace) whose stream is
+read by a `Continuing` emitter instead of the exchange's converter: it passes on only what goes
+beyond the text already sent, and only if the new answer begins with exactly that text. Its commit
+point is the first new text, so a continuation that fails early costs the client nothing but the
+original error; a refusal (any 4xx, a diverging or non-text answer: `ResumeRefused`, outcome
+`REFUSED`) stops resuming and the original error stands.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sidecar.dialects import Dialect
@@ -25,13 +24,10 @@ from sidecar.dialects.continuation import (
     read_delta,
 )
 from sidecar.dialects.errors import render_stream_error
-from sidecar.dialects.sse import SseDecoder, SseEvent
-from sidecar.dialects.stream_events import EventKind, classify_event
-from sidecar.errors import UpstreamError
-from sidecar.providers.client import ClientHeaders, ProviderClient
-from sidecar.providers.http import UpstreamResponse
-
-log = logging.getLogger("detour.resume")
+from sidecar.dialects.sse import SseEvent
+from sidecar.dialects.stream_events import EventKind, stream_error
+from sidecar.errors import ResumeRefused
+from sidecar.providers.client import ProviderClient
 
 
 @dataclass(slots=True)
@@ -54,132 +50,64 @@ class SentLedger:
         return "".join(self.parts)
 
 
-Resumer = Callable[[SentLedger], Awaitable[AsyncIterator[bytes] | None]]
-
-
-class Refused(Exception):
-    """The resuming provider refused; the client must get the original error instead."""
-
-
-async def open_continuation(
-    client: ProviderClient,
-    upstream_body: bytes,
-    headers: ClientHeaders,
-    *,
-    client_dialect: Dialect,
-    ledger: SentLedger,
-    frames: ContinuationFrames,
-) -> AsyncIterator[bytes] | None:
-    """A stream of client frames continuing the answer, or None if this candidate cannot help.
-    Raises `Refused` when the provider refused (the caller stops trying)."""
-    dialect = client.dialect
+def continuation_request(
+    client: ProviderClient, upstream_body: bytes, ledger: SentLedger
+) -> tuple[bytes, str]:
+    """(the body to send, the text its answer must begin with before anything new is passed on)."""
     sent = ledger.text
     if client.config.supports_prefill:
-        upstream_body, overlap = prefill_request(dialect, upstream_body, sent)
-        gate = PrefixGate(overlap)
-    else:
-        gate = PrefixGate(sent)
-    config = client.config
-    try:
-        async with asyncio.timeout(config.first_token_timeout_secs or config.timeout_secs):
-            response = await client.send(upstream_body, headers)
-            if response.status >= 400:
-                await response.read()
-                if 400 <= response.status < 500 and response.status != 429:
-                    raise Refused(f"HTTP {response.status}")
-                return None
-            decoder = SseDecoder()
-            chunks = response.iter_bytes().__aiter__()
-            first: list[bytes] = []
-            finish: str | None = None
-            try:
-                while not first and finish is None:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        await response.close()
-                        return None
-                    first, finish = _continue(dialect, decoder.feed(chunk), gate, frames)
-            except BaseException:
-                await response.close()
-                raise
-    except (UpstreamError, TimeoutError) as exc:
-        log.info("resume with %s failed before new text: %s", client.provider_id, exc)
-        return None
-    return _rest(
-        response,
-        chunks,
-        decoder,
-        gate,
-        frames,
-        dialect,
-        client_dialect,
-        first,
-        finish,
-        config.stream_idle_timeout_secs,
-    )
+        # The answer continues after the prefill; it repeats only what the prefill had to leave out.
+        return prefill_request(client.dialect, upstream_body, sent)
+    return upstream_body, sent
 
 
-def _continue(
-    dialect: Dialect, events: list[SseEvent], gate: PrefixGate, frames: ContinuationFrames
-) -> tuple[list[bytes], str | None]:
-    out: list[bytes] = []
-    finish: str | None = None
-    for event in events:
-        kind = classify_event(dialect, event)
-        if kind is EventKind.ERROR:
-            raise UpstreamError("the resuming provider reported an error")
-        delta = read_delta(dialect, event)
+class Continuing:
+    """The `Emitter` of a continuation: new text as more deltas of the message the client is
+    reading (`ContinuationFrames`), recorded in the ledger so a later break may resume again."""
+
+    __slots__ = ("_client", "_finish", "_frames", "_gate", "_provider", "committed", "complete", "ledger")
+
+    def __init__(
+        self,
+        provider: Dialect,
+        client: Dialect,
+        expected: str,
+        frames: ContinuationFrames,
+        ledger: SentLedger,
+    ) -> None:
+        self._provider = provider
+        self._client = client
+        self._gate = PrefixGate(expected)
+        self._frames = frames
+        self._finish: str | None = None
+        self.ledger: SentLedger | None = ledger
+        self.committed = False
+        self.complete = False
+
+    def content(self, event: SseEvent, kind: EventKind) -> list[bytes]:
+        delta = read_delta(self._provider, event)
         if not delta.plain:
-            raise Refused("the continuation is not plain text")
+            raise ResumeRefused("the continuation is not plain text")
+        out: list[bytes] = []
         if delta.text:
-            new = gate.feed(delta.text)
+            new = self._gate.feed(delta.text)
             if new is None:
-                raise Refused("the new answer does not begin with the text already sent")
+                raise ResumeRefused("the new answer does not begin with the text already sent")
             if new:
-                out.append(frames.text(new))
+                self.committed = True
+                if self.ledger is not None:
+                    self.ledger.add(TextDelta(new))
+                out.append(self._frames.text(new))
         if delta.finish is not None:
-            finish = delta.finish
-    return out, finish
+            self._finish = delta.finish
+            self.committed = self.complete = True
+        return out
 
+    def error(self, event: SseEvent) -> list[bytes]:
+        error = stream_error(self._provider, event)
+        # The provider's own error type means something only to a client of its dialect.
+        error_type = error.error_type if self._provider is self._client else None
+        return [render_stream_error(self._client, error.status, error.message, error_type=error_type)]
 
-async def _rest(
-    response: UpstreamResponse,
-    chunks: AsyncIterator[bytes],
-    decoder: SseDecoder,
-    gate: PrefixGate,
-    frames: ContinuationFrames,
-    dialect: Dialect,
-    client_dialect: Dialect,
-    first: list[bytes],
-    finish: str | None,
-    idle_timeout_s: float | None,
-) -> AsyncIterator[bytes]:
-    try:
-        for frame in first:
-            yield frame
-        try:
-            while finish is None:
-                try:
-                    async with asyncio.timeout(idle_timeout_s):
-                        chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                new_frames, finish = _continue(dialect, decoder.feed(chunk), gate, frames)
-                for frame in new_frames:
-                    yield frame
-        except (UpstreamError, Refused) as exc:
-            yield render_stream_error(client_dialect, 502, f"the resumed stream broke: {exc}")
-            return
-        except TimeoutError:
-            yield render_stream_error(client_dialect, 504, "the resumed stream stalled", error_type="timeout")
-            return
-        if finish is None:
-            yield render_stream_error(
-                client_dialect, 502, "the resumed stream ended before the answer was complete"
-            )
-            return
-        for frame in frames.finish(dialect, finish):
-            yield frame
-    finally:
-        await response.close()
+    def finish(self) -> list[bytes]:
+        return self._frames.finish(self._provider, self._finish)

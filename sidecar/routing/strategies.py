@@ -1,4 +1,4 @@
-"""Which candidates a rule offers for a request, in order (SPEC §2, §3).
+"""Which candidates a rule offers for a request, in order (docs/architecture.md §2, §3).
 
 `plan` is pure but for the rotation counters of the round-robin strategies, which live in a
 `Rotations` object the router owns (so they survive config reloads while the provider list is the
@@ -31,7 +31,18 @@ class Role(StrEnum):
 class Candidate:
     provider_id: str
     model: str  # the upstream model this provider is asked for
-    role: Role
+    # Every role the rule gives it, in the order given: a provider listed as an alternative and as a
+    # fallback is tried once, in its first place, and may still answer after a context overflow.
+    roles: tuple[Role, ...]
+
+    @property
+    def role(self) -> Role:
+        """The role it is tried in (its first), as telemetry shows it."""
+        return self.roles[0]
+
+    @property
+    def is_fallback(self) -> bool:
+        return Role.FALLBACK in self.roles
 
 
 class Rotations:
@@ -84,15 +95,13 @@ def plan(
         ordered.append((rule.primary, Role.PRIMARY))
     ordered += [(pid, Role.FALLBACK) for pid in rule.fallbacks]
 
-    candidates: list[Candidate] = []
-    seen: set[tuple[str, str]] = set()
+    # Each candidate at most once per request, in its first place, keeping every role it was given.
+    roles: dict[tuple[str, str], list[Role]] = {}
     for provider_id, role in ordered:
-        model = providers[provider_id].upstream_model(requested_model)
-        if (provider_id, model) in seen:
-            continue  # each candidate at most once per request
-        seen.add((provider_id, model))
-        candidates.append(Candidate(provider_id, model, role))
-    return candidates
+        given = roles.setdefault((provider_id, providers[provider_id].upstream_model(requested_model)), [])
+        if role not in given:
+            given.append(role)
+    return [Candidate(provider_id, model, tuple(given)) for (provider_id, model), given in roles.items()]
 
 
 def match_rule(rules: list[Rule], model: str) -> Rule | None:

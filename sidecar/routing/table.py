@@ -1,7 +1,7 @@
 """The immutable routing snapshot a request is routed with: rules in order and provider clients.
 
 A reload builds a new `RouteTable` and swaps one reference; a request reads the reference once, so
-in-flight requests finish on the snapshot they started with (SPEC §1).
+in-flight requests finish on the snapshot they started with (docs/architecture.md §1).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig, Rule
 from sidecar.providers.client import ProviderClient
-from sidecar.routing.strategies import Candidate
+
+# How early a `sleep` may return: an event loop fires a timer up to one tick before `monotonic()`
+# reaches its deadline (uvloop's timers tick in milliseconds).
+DEFAULT_RESOLUTION_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,6 @@ class RouteTable:
     rules: list[Rule]
     providers: Mapping[str, ProviderConfig]
     clients: Mapping[str, ProviderClient]
-    # Candidate lists of the strategies that do not rotate, per (rule, requested model): the same
-    # for every request while this snapshot is in force. Bounded by `Router`.
-    plans: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -40,3 +40,5 @@ class Clock:
     monotonic: Callable[[], float] = field(default=time.monotonic)
     wall: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    # After a `sleep` until an expiry, an expiry this close to `monotonic()` has passed.
+    resolution: float = DEFAULT_RESOLUTION_S

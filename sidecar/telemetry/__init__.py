@@ -1,4 +1,5 @@
-"""Telemetry: OpenTelemetry spans and metrics for rate limits, failovers and upstream attempts (SPEC §6).
+"""Telemetry: OpenTelemetry spans and metrics for rate limits, failovers and upstream attempts
+(docs/architecture.md §6).
 
 - `settings`: which signals to export, from the standard `OTEL_*` variables (pure, no OTel import);
 - `runtime`: `start_telemetry` builds the SDK providers and exporters — imported only when used;

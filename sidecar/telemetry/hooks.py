@@ -172,7 +172,7 @@ class RequestSpan:
                 "gen_ai.request.model": event.model,
                 "detour.wait_s": event.wait_s,
                 "detour.wait_source": event.source.value,
-                "detour.reason": event.reason,
+                "detour.reason": event.reason.value,
             }
             attempt.events.append(Event("detour.rate_limited", attributes, at))
 

@@ -1,4 +1,5 @@
-"""The metric instruments of SPEC §6, created once at start-up, and the bound on model attributes.
+"""The metric instruments of docs/architecture.md §6, created once at start-up, and the bound on model
+attributes.
 
 Names, units and bucket boundaries follow the GenAI semantic conventions for the `gen_ai.client.*`
 histograms; the `detour.*` instruments are the seed's rate-limit metrics in OTel form. Every
@@ -103,7 +104,8 @@ class Instruments:
 
     def rate_limited(self, event: RateLimited) -> None:
         model = self.limited_model(event.model)
-        self.rate_limit_events.add(1, {"provider": event.provider_id, "model": model, "reason": event.reason})
+        attributes = {"provider": event.provider_id, "model": model, "reason": event.reason.value}
+        self.rate_limit_events.add(1, attributes)
         self.backoff.record(event.wait_s, {"provider": event.provider_id})
 
     def failed_over(self, event: FailedOver) -> None:

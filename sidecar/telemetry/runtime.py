@@ -2,7 +2,7 @@
 
 The SDK, the OTLP exporters (gRPC pulls in grpcio and protobuf) and the Prometheus client are
 imported here, inside `start_telemetry`, and only for what the settings ask for: with telemetry
-off none of them is loaded, which keeps the idle memory and the start-up time of SPEC §7.
+off none of them is loaded, which keeps the idle memory and the start-up time of docs/architecture.md §7.
 
 The providers are this process's own objects, never installed as OpenTelemetry's globals, so
 several sidecars (tests) can run side by side, each with its own exporters.

@@ -1,4 +1,5 @@
-"""What telemetry should do, read from the standard `OTEL_*` variables (SPEC §6) — and nothing more.
+"""What telemetry should do, read from the standard `OTEL_*` variables (docs/architecture.md §6) — and
+nothing more.
 
 Pure: a mapping in (the environment), a frozen `TelemetrySettings` out, no OpenTelemetry import, so
 `detour serve` can decide at almost no cost that telemetry stays off. Exporting a signal is on when

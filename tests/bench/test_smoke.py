@@ -1,7 +1,7 @@
 """The CI-sized benchmark: Detour as a real subprocess in front of the fast upstream, a few seconds of
 load from an in-Python client (no wrk), failing only on gross regressions — a failed request, a
 stream that changed on the way, a failover that did not happen, or a number ten times worse than its
-SPEC §7 target (throughput: below a tenth of direct). The full benchmark is `python -m bench`.
+docs/architecture.md §7 target (throughput: below a tenth of direct). The full benchmark is `python -m bench`.
 """
 
 from __future__ import annotations

@@ -379,9 +379,9 @@ def test_an_event_that_never_ends_cannot_grow_the_buffer_without_bound() -> None
     import pytest
 
     from sidecar.dialects.sse import MAX_PENDING_BYTES
-    from sidecar.errors import UpstreamStreamError
+    from sidecar.errors import SseFramingError
 
     decoder = SseDecoder()
     decoder.feed(b"data: " + b"x" * (MAX_PENDING_BYTES // 2))
-    with pytest.raises(UpstreamStreamError):
+    with pytest.raises(SseFramingError):
         decoder.feed(b"x" * (MAX_PENDING_BYTES // 2 + 10))

@@ -1,4 +1,5 @@
-"""What an upstream SSE event means for failover (SPEC §3 "Streaming"), on real event shapes."""
+"""What an upstream SSE event means for failover (docs/architecture.md §3 "Streaming"), on real event
+shapes."""
 
 from __future__ import annotations
 

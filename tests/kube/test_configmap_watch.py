@@ -1,5 +1,6 @@
 """Routes from a ConfigMap, end to end: the official `kubernetes` client against a test API server
-that speaks the real wire protocol, driving the real sidecar and its watcher (SPEC §5)."""
+that speaks the real wire protocol, driving the real sidecar and its watcher (docs/architecture.md §5); and,
+at the end, how the watch loop starts over after `ConfigMapGone` or `WatchFailed`, with scripted watches."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import httpx
 import pytest
 
 from sidecar.app import Sidecar
+from sidecar.errors import ConfigMapGone, DetourError, KubeError, WatchFailed
 from sidecar.kube.client import core_v1_api
-from sidecar.kube.configmap import ConfigMapRef
+from sidecar.kube.configmap import ConfigMapRef, ConfigMapWatcher
 from sidecar.kube.follow import configmap_reporter, follow_configmap
 from sidecar.kube.reload import ConfigReloader
 from sidecar.simulate import SimulatedProvider, SlowStream
@@ -228,3 +230,61 @@ async def test_the_watcher_reconnects_after_a_dropped_connection(
 
     assert len(second.requests) == 1
     assert sum("watch=true" in path for _, path in api.requests) > watches_before
+
+
+# --- how the watcher starts over, without an API server ------------------------------------------
+
+
+class ScriptedWatcher(ConfigMapWatcher):
+    """The list → watch loop with scripted lists and watches: each watch raises what the script says,
+    and the loop stops once the script is done."""
+
+    def __init__(self, watch_outcomes: list[BaseException | None]) -> None:
+        super().__init__(ConfigMapRef(NAMESPACE, NAME), core_api=None, deliver=lambda state: None)
+        self.outcomes = watch_outcomes
+        self.calls: list[str] = []
+        self.pauses: list[BaseException] = []
+
+    def _list(self) -> str:
+        self.calls.append("list")
+        return "7"
+
+    def _watch(self, resource_version: str) -> str:
+        self.calls.append(f"watch@{resource_version}")
+        outcome = self.outcomes.pop(0)
+        if not self.outcomes:
+            self.stop()
+        if outcome is not None:
+            raise outcome
+        return "8"
+
+    def _pause(self, exc: BaseException) -> None:
+        self.pauses.append(exc)
+
+
+def test_an_error_event_with_410_is_configmap_gone_and_any_other_is_a_failed_watch() -> None:
+    watcher = ScriptedWatcher([])
+    with pytest.raises(ConfigMapGone):
+        watcher._handle({"type": "ERROR", "object": {"code": 410, "message": "too old"}}, "7")
+    with pytest.raises(WatchFailed, match="etcd is unhappy"):
+        watcher._handle({"type": "ERROR", "object": {"code": 500, "message": "etcd is unhappy"}}, "7")
+    assert issubclass(ConfigMapGone, KubeError)
+    assert issubclass(WatchFailed, KubeError)
+    assert issubclass(KubeError, DetourError)
+
+
+def test_after_configmap_gone_the_watcher_relists_at_once() -> None:
+    watcher = ScriptedWatcher([ConfigMapGone(), None])
+    watcher.run()
+
+    assert watcher.calls == ["list", "watch@7", "list", "watch@7"]
+    assert watcher.pauses == []
+
+
+def test_after_a_failed_watch_the_watcher_backs_off_and_resumes_from_the_same_version() -> None:
+    failure = WatchFailed("etcd is unhappy")
+    watcher = ScriptedWatcher([None, failure, None])
+    watcher.run()
+
+    assert watcher.calls == ["list", "watch@7", "watch@8", "watch@8"]
+    assert watcher.pauses == [failure]

@@ -1,4 +1,5 @@
-"""What an upstream answer means for the attempt loop (SPEC §3 "Outcome"), on both APIs' real bodies."""
+"""What an upstream answer means for the attempt loop (docs/architecture.md §3 "Outcome"), on both APIs' real
+bodies."""
 
 from __future__ import annotations
 

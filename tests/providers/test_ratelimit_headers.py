@@ -1,4 +1,4 @@
-"""How a 429's headers become a wait (SPEC §3 "Recording a limit", "Caps and bounds")."""
+"""How a 429's headers become a wait (docs/architecture.md §3 "Recording a limit", "Caps and bounds")."""
 
 from __future__ import annotations
 

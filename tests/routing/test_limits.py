@@ -1,4 +1,4 @@
-"""Rate-limit arithmetic and state (SPEC §3 "Recording a limit", "Caps and bounds")."""
+"""Rate-limit arithmetic and state (docs/architecture.md §3 "Recording a limit", "Caps and bounds")."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_an_empty_table_blocks_nothing() -> None:
     table = RateLimitTable()
 
     assert table.blocked_until("openai", "gpt-4o", T0) is None
-    assert table.soonest_expiry(T0) is None
+    assert soonest_expiry(table, T0) is None
     assert list(table.active(T0)) == []
     assert len(table) == 0
 
@@ -454,9 +454,14 @@ def test_active_lists_only_unexpired_entries() -> None:
     assert list(table.active(T0 + 90)) == []
 
 
-def test_soonest_expiry_is_the_earliest_unexpired_limit() -> None:
+def soonest_expiry(table: RateLimitTable, now: float) -> float | None:
+    expiries = [entry.expires_at for _, entry in table.active(now)]
+    return min(expiries) if expiries else None
+
+
+def test_active_limits_give_the_earliest_unexpired_expiry() -> None:
     table = filled_table()
 
-    assert table.soonest_expiry(T0) == T0 + 10
-    assert table.soonest_expiry(T0 + 10) == T0 + 30
-    assert table.soonest_expiry(T0 + 200) is None
+    assert soonest_expiry(table, T0) == T0 + 10
+    assert soonest_expiry(table, T0 + 10) == T0 + 30
+    assert soonest_expiry(table, T0 + 200) is None

@@ -1,4 +1,5 @@
-"""Which candidates a rule offers, in order (SPEC §2, §3): strategies, model mapping, rule matching."""
+"""Which candidates a rule offers, in order (docs/architecture.md §2, §3): strategies, model mapping, rule
+matching."""
 
 from __future__ import annotations
 
@@ -96,18 +97,18 @@ def test_limits_alternative_offers_primaries_then_alternatives_then_fallbacks_wi
     candidates = plan(rule_named(config, "limits"), "gpt-4o", config.providers, Rotations())
 
     assert candidates == [
-        Candidate("openai-primary", "gpt-4o", Role.PRIMARY),
-        Candidate("openai-mapped", "gpt-4o-2024-08-06", Role.PRIMARY),
-        Candidate("openai-backup", "gpt-4o", Role.ALTERNATIVE),
-        Candidate("anthropic-pinned", "claude-sonnet-4-20250514", Role.ALTERNATIVE),
-        Candidate("openai-large", "gpt-4.1", Role.FALLBACK),
+        Candidate("openai-primary", "gpt-4o", (Role.PRIMARY,)),
+        Candidate("openai-mapped", "gpt-4o-2024-08-06", (Role.PRIMARY,)),
+        Candidate("openai-backup", "gpt-4o", (Role.ALTERNATIVE,)),
+        Candidate("anthropic-pinned", "claude-sonnet-4-20250514", (Role.ALTERNATIVE,)),
+        Candidate("openai-large", "gpt-4.1", (Role.FALLBACK,)),
     ]
 
 
 def test_a_model_map_only_renames_the_models_it_lists(config: DetourConfig) -> None:
     candidates = plan(rule_named(config, "limits"), "gpt-4o-mini", config.providers, Rotations())
 
-    assert candidates[1] == Candidate("openai-mapped", "gpt-4o-mini", Role.PRIMARY)
+    assert candidates[1] == Candidate("openai-mapped", "gpt-4o-mini", (Role.PRIMARY,))
 
 
 def test_limits_alternative_is_the_same_order_on_every_call(config: DetourConfig) -> None:
@@ -119,14 +120,18 @@ def test_limits_alternative_is_the_same_order_on_every_call(config: DetourConfig
     assert all(plan(rule, "gpt-4o", config.providers, rotations) == first for _ in range(5))
 
 
-def test_a_candidate_is_offered_once_in_its_first_role(config: DetourConfig) -> None:
+def test_a_candidate_is_offered_once_in_its_first_place_keeping_every_role_it_was_given(
+    config: DetourConfig,
+) -> None:
     candidates = plan(rule_named(config, "duplicates"), "dup", config.providers, Rotations())
 
     assert candidates == [
-        Candidate("openai-primary", "dup", Role.PRIMARY),
-        Candidate("openai-backup", "dup", Role.ALTERNATIVE),
-        Candidate("openai-large", "gpt-4.1", Role.FALLBACK),
+        Candidate("openai-primary", "dup", (Role.PRIMARY, Role.ALTERNATIVE)),
+        Candidate("openai-backup", "dup", (Role.ALTERNATIVE, Role.FALLBACK)),
+        Candidate("openai-large", "gpt-4.1", (Role.FALLBACK,)),
     ]
+    assert [candidate.role for candidate in candidates] == [Role.PRIMARY, Role.ALTERNATIVE, Role.FALLBACK]
+    assert [candidate.is_fallback for candidate in candidates] == [False, True, True]
 
 
 def test_a_primary_rule_offers_its_provider_then_its_fallbacks_without_repeating_it(
@@ -135,8 +140,8 @@ def test_a_primary_rule_offers_its_provider_then_its_fallbacks_without_repeating
     candidates = plan(rule_named(config, "single"), "claude-opus-4", config.providers, Rotations())
 
     assert candidates == [
-        Candidate("anthropic-pinned", "claude-sonnet-4-20250514", Role.PRIMARY),
-        Candidate("openai-large", "gpt-4.1", Role.FALLBACK),
+        Candidate("anthropic-pinned", "claude-sonnet-4-20250514", (Role.PRIMARY, Role.FALLBACK)),
+        Candidate("openai-large", "gpt-4.1", (Role.FALLBACK,)),
     ]
 
 

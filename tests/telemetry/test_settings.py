@@ -1,4 +1,4 @@
-"""Which signals go where, decided from the standard OTEL_* variables alone (SPEC §6)."""
+"""Which signals go where, decided from the standard OTEL_* variables alone (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """OpenAI request → Anthropic request, table by table: each row is one documented rule of
-`sidecar.dialects.translate_requests`."""
+`sidecar.dialects.openai_to_anthropic_request`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.dialects.translate_requests import openai_to_anthropic_request, unsupported_openai_features
+from sidecar.dialects.openai_to_anthropic_request import (
+    openai_to_anthropic_request,
+    unsupported_openai_features,
+)
 from sidecar.errors import TranslationError
 from tests.dialects.fixtures import (
     ANTHROPIC_WEATHER_TOOL,

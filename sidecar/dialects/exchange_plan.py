@@ -1,8 +1,20 @@
-"""How one request is carried to a provider and back: same dialect passes through, otherwise it is
-translated (request, response, stream and errors).
+"""Per candidate, how the client's request is carried to that provider and its answer back: the body
+passes through when the provider speaks the client's dialect, otherwise it is translated.
 
-`plan_exchange` is pure and decides everything the attempt needs before any byte is sent, so a
-request that cannot be expressed for a provider is skipped without an upstream round trip.
+`plan_exchange` is pure and decides everything an attempt needs before any byte is sent — the
+upstream body and the converters for the answer, the error and the stream — so a request that
+cannot be expressed for a provider is skipped without an upstream round trip:
+
+- same dialect: the body goes up as sent (re-serialised only when the model is mapped) and the
+  answer comes back as it came (`PassthroughStream`), except that an OpenAI stream whose client did
+  not ask for usage asks for it anyway, for Detour's own accounting, and that usage chunk is not
+  passed on; a stream that ends without its terminator gets one.
+- OpenAI client, Anthropic provider: `openai_to_anthropic_request` (the candidate is ineligible
+  when `unsupported_openai_features` gives a reason); back through `anthropic_to_openai_response`,
+  `anthropic_to_openai_stream` and `upstream_errors.anthropic_error_to_openai`.
+- Anthropic client, OpenAI provider: `anthropic_to_openai_request` (ineligible when
+  `unsupported_anthropic_features` gives a reason); back through `openai_to_anthropic_response`,
+  `openai_to_anthropic_stream` and `upstream_errors.openai_error_to_anthropic`.
 """
 
 from __future__ import annotations
@@ -14,28 +26,27 @@ from typing import Any, Protocol
 import orjson
 
 from sidecar.dialects import Dialect
-from sidecar.dialects.sse import SseEvent
-from sidecar.dialects.translate_requests import (
+from sidecar.dialects.anthropic_to_openai_request import (
     anthropic_to_openai_request,
-    openai_to_anthropic_request,
     unsupported_anthropic_features,
+)
+from sidecar.dialects.anthropic_to_openai_response import anthropic_to_openai_response
+from sidecar.dialects.anthropic_to_openai_stream import AnthropicToOpenAIStream
+from sidecar.dialects.frames import DONE_FRAME, MESSAGE_STOP_FRAME
+from sidecar.dialects.openai_to_anthropic_request import (
+    openai_to_anthropic_request,
     unsupported_openai_features,
 )
-from sidecar.dialects.translate_responses import (
-    anthropic_error_to_openai,
-    anthropic_to_openai_response,
-    openai_error_to_anthropic,
-    openai_to_anthropic_response,
-)
-from sidecar.dialects.translate_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from sidecar.dialects.openai_to_anthropic_response import openai_to_anthropic_response
+from sidecar.dialects.openai_to_anthropic_stream import OpenAIToAnthropicStream
+from sidecar.dialects.sse import SseEvent
+from sidecar.dialects.upstream_errors import anthropic_error_to_openai, openai_error_to_anthropic
 from sidecar.errors import TranslationError
-
-DONE_FRAME = b"data: [DONE]\n\n"
-MESSAGE_STOP_FRAME = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
 class StreamConverter(Protocol):
-    """Upstream SSE events in, client SSE frames out; `finish` closes a complete stream once."""
+    """Upstream SSE events in, client SSE frames out, one complete frame per item; `finish` is
+    called once the upstream stream ended (or was cut), is idempotent, and never invents an ending."""
 
     def feed(self, event: SseEvent) -> list[bytes]: ...
 
@@ -92,7 +103,7 @@ def plan_exchange(
     stream: bool = False,
 ) -> Exchange:
     """Raises TranslationError when the request cannot be expressed for this provider (the
-    candidate is then skipped; the documented rules are in `translate_requests`)."""
+    candidate is then skipped; the rules are in the request translators' docstrings)."""
     if client is provider:
         if client is Dialect.OPENAI and stream and not _asks_for_usage(body):
             # Streams report usage only when asked; Detour asks for its own accounting.

@@ -1,5 +1,5 @@
-"""Hypothesis properties: a translation there and back keeps the meaning, and a translated stream
-accumulates to the same answer as the upstream stream it came from."""
+"""Hypothesis properties: a request or a whole answer translated to the other dialect and back keeps
+its meaning (the two directions of `sidecar.dialects` checked against each other)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,16 @@ import itertools
 from typing import Any
 
 import orjson
-from anthropic.lib.streaming._messages import accumulate_event
-from anthropic.types import Message, RawMessageStreamEvent
-from hypothesis import HealthCheck, given, settings
+from anthropic.types import Message
+from hypothesis import given
 from hypothesis import strategies as st
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import TypeAdapter
+from openai.types.chat import ChatCompletion
 
-from sidecar.dialects.sse import SseDecoder, SseEvent
-from sidecar.dialects.translate_requests import anthropic_to_openai_request, openai_to_anthropic_request
-from sidecar.dialects.translate_responses import anthropic_to_openai_response, openai_to_anthropic_response
-from sidecar.dialects.translate_streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
-
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-ANTHROPIC_EVENT = TypeAdapter(RawMessageStreamEvent)
-
-texts = st.text(min_size=1, max_size=24)
-names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,15}", fullmatch=True)
-call_ids = st.from_regex(r"(call|toolu)_[A-Za-z0-9]{4,12}", fullmatch=True)
-json_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6,
-)
-arguments = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
-tool_calls = st.lists(st.tuples(call_ids, names, arguments), min_size=1, max_size=3, unique_by=lambda c: c[0])
-
+from sidecar.dialects.anthropic_to_openai_request import anthropic_to_openai_request
+from sidecar.dialects.anthropic_to_openai_response import anthropic_to_openai_response
+from sidecar.dialects.openai_to_anthropic_request import openai_to_anthropic_request
+from sidecar.dialects.openai_to_anthropic_response import openai_to_anthropic_response
+from tests.dialects.strategies import FAST, names, texts, tool_calls
 
 # ---------------------------------------------------------------- requests
 
@@ -237,144 +219,3 @@ def test_an_anthropic_message_translated_to_openai_and_back_keeps_its_meaning(bo
     assert returned["input_tokens"] == usage["input_tokens"] + usage["cache_creation_input_tokens"]
     assert returned["cache_read_input_tokens"] == usage["cache_read_input_tokens"]
     assert returned["output_tokens"] == usage["output_tokens"]
-
-
-# ---------------------------------------------------------------- streams
-
-
-@st.composite
-def answers(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
-    """Text fragments, then tool calls whose JSON arguments are cut into arbitrary fragments."""
-    fragments = draw(st.lists(texts, max_size=4))
-    calls = []
-    for call_id, name, args in draw(st.none() | tool_calls) or ():
-        encoded = orjson.dumps(args).decode()
-        cuts = sorted(draw(st.lists(st.integers(0, len(encoded)), max_size=3)))
-        bounds = [0, *cuts, len(encoded)]
-        calls.append((call_id, name, [encoded[a:b] for a, b in itertools.pairwise(bounds)]))
-    return fragments, calls
-
-
-def frames_to_payloads(frames: list[bytes]) -> list[dict[str, Any]]:
-    decoder = SseDecoder()
-    events = decoder.feed(b"".join(frames))
-    assert len(events) == len(frames)
-    return [orjson.loads(event.data) for event in events if event.data != "[DONE]"]
-
-
-@FAST
-@given(answers(), st.booleans())
-def test_a_translated_anthropic_stream_accumulates_to_the_same_answer(
-    answer: Any, include_usage: bool
-) -> None:
-    fragments, calls = answer
-    events: list[dict[str, Any]] = [
-        {
-            "type": "message_start",
-            "message": {
-                "id": "msg_1",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-haiku-4-5",
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": 7, "output_tokens": 1},
-            },
-        }
-    ]
-    index = 0
-    if fragments:
-        events.append(
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-        )
-        events.extend(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
-            for t in fragments
-        )
-        events.append({"type": "content_block_stop", "index": 0})
-        index = 1
-    for offset, (call_id, name, pieces) in enumerate(calls):
-        block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
-        events.append({"type": "content_block_start", "index": index + offset, "content_block": block})
-        events.extend(
-            {
-                "type": "content_block_delta",
-                "index": index + offset,
-                "delta": {"type": "input_json_delta", "partial_json": p},
-            }
-            for p in pieces
-        )
-        events.append({"type": "content_block_stop", "index": index + offset})
-    stop_reason = "tool_use" if calls else "end_turn"
-    events.append(
-        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 9}}
-    )
-    events.append({"type": "message_stop"})
-
-    translator = AnthropicToOpenAIStream(created=1, include_usage=include_usage)
-    frames = [
-        f for e in events for f in translator.feed(SseEvent(data=orjson.dumps(e).decode(), event=e["type"]))
-    ]
-    frames += translator.finish()
-    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    for payload in frames_to_payloads(frames):
-        state.handle_chunk(ChatCompletionChunk.model_validate(payload))
-    final = state.get_final_completion()
-
-    choice = final.choices[0]
-    assert (choice.message.content or "") == "".join(fragments)
-    assert [
-        (c.id, c.function.name, orjson.loads(c.function.arguments)) for c in choice.message.tool_calls or ()
-    ] == [  # type: ignore[union-attr]
-        (call_id, name, orjson.loads("".join(pieces))) for call_id, name, pieces in calls
-    ]
-    assert choice.finish_reason == ("tool_calls" if calls else "stop")
-    if include_usage:
-        assert final.usage is not None
-        assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (7, 9)
-    else:
-        assert final.usage is None
-
-
-@FAST
-@given(answers(), st.booleans())
-def test_a_translated_openai_stream_accumulates_to_the_same_answer(answer: Any, send_usage: bool) -> None:
-    fragments, calls = answer
-    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    deltas.extend({"content": t} for t in fragments)
-    for position, (call_id, name, pieces) in enumerate(calls):
-        first = {
-            "index": position,
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": ""},
-        }
-        deltas.append({"tool_calls": [first]})
-        deltas.extend({"tool_calls": [{"index": position, "function": {"arguments": p}}]} for p in pieces)
-    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
-    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-    chunks.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}]}
-    )
-    if send_usage:
-        chunks.append(
-            {**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}}
-        )
-
-    translator = OpenAIToAnthropicStream(requested_model="claude-haiku-4-5")
-    frames = [f for c in chunks for f in translator.feed(SseEvent(data=orjson.dumps(c).decode()))]
-    frames += translator.feed(SseEvent(data="[DONE]"))
-    snapshot = None
-    json_bufs: dict[int, bytes] = {}
-    for payload in frames_to_payloads(frames):
-        event = ANTHROPIC_EVENT.validate_python(payload)
-        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=json_bufs)
-    assert snapshot is not None
-
-    text = "".join(block.text for block in snapshot.content if block.type == "text")
-    uses = [(b.id, b.name, b.input) for b in snapshot.content if b.type == "tool_use"]
-    assert text == "".join(fragments)
-    assert uses == [(call_id, name, orjson.loads("".join(pieces))) for call_id, name, pieces in calls]
-    assert snapshot.stop_reason == ("tool_use" if calls else "end_turn")
-    assert (snapshot.usage.input_tokens, snapshot.usage.output_tokens) == ((7, 9) if send_usage else (0, 0))

@@ -1,35 +1,43 @@
-"""Anthropic Messages stream → OpenAI chat.completion.chunk frames (rules: `translate_streams`)."""
+"""An Anthropic Messages stream → OpenAI chat.completion.chunk frames: how an OpenAI client streams
+an answer from an Anthropic provider, as a sans-IO state machine (one upstream `SseEvent` in, client
+frames out; the contract is `exchange_plan.StreamConverter`).
+
+It runs for every streamed token, so `feed` does O(1) work per event: it never rescans what was
+already sent, and each returned item is one complete frame ready to write. `finish` is called once
+the upstream stream has ended (after `message_stop`, or when it was cut) and is idempotent. It never
+invents a finish reason: a stream cut before message_delta gets no finish chunk, and the router
+reports the failure in-band. An event whose data is not the JSON expected raises
+`TranslationError`; the caller drops it, counts it and keeps feeding.
+
+| Anthropic event                         | OpenAI chunk(s)                                              |
+|-----------------------------------------|--------------------------------------------------------------|
+| message_start                           | role chunk `{"role":"assistant","content":"","refusal":null}`|
+|                                         | (id `chatcmpl-<message id>`, model of the message)           |
+| content_block_start text / text_delta   | content delta (an empty text start sends nothing)            |
+| content_block_start tool_use            | tool_calls delta: index (tool blocks counted from 0), id,    |
+|                                         | type, function name, arguments ""                            |
+| input_json_delta                        | tool_calls delta with the argument fragment                  |
+| message_delta                           | empty delta with finish_reason (`answer_metadata`)           |
+| message_stop                            | usage chunk (`choices: []`) when include_usage               |
+| error                                   | in-band `data: {"error": {...}}`, the OpenAI SDKs raise on it|
+| ping, thinking / citations / signature  | nothing                                                      |
+| finish()                                | pending usage chunk if the message completed, `data: [DONE]` |
+
+With include_usage every chunk carries `"usage": null`, as OpenAI's own do. Usage is the Anthropic
+usage of message_start updated by message_delta (its counts are cumulative).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from sidecar.dialects.answer_metadata import openai_finish_reason, openai_response_id, openai_usage
+from sidecar.dialects.frames import DONE_FRAME, load_event, openai_frame
 from sidecar.dialects.sse import SseEvent
-from sidecar.dialects.translate_responses import (
-    FINISH_REASONS,
-    openai_error_object,
-    openai_response_id,
-    openai_usage,
-)
+from sidecar.dialects.upstream_errors import openai_error_object
 from sidecar.errors import TranslationError
 
-__all__ = ["DONE_FRAME", "AnthropicToOpenAIStream", "load_event"]
-
-DONE_FRAME = b"data: [DONE]\n\n"
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-
-
-def load_event(event: SseEvent) -> dict[str, Any]:
-    """The event's JSON object, or `TranslationError`."""
-    try:
-        payload = orjson.loads(event.data)
-    except orjson.JSONDecodeError as exc:
-        raise TranslationError(f"stream event is not JSON: {event.data[:80]!r}") from exc
-    if not isinstance(payload, dict):
-        raise TranslationError(f"stream event is not a JSON object: {event.data[:80]!r}")
-    return payload
 
 
 class AnthropicToOpenAIStream:
@@ -132,7 +140,7 @@ class AnthropicToOpenAIStream:
         stop_reason = (payload.get("delta") or {}).get("stop_reason")
         if stop_reason is None or self._finish_reason is not None:
             return []
-        self._finish_reason = FINISH_REASONS.get(stop_reason, "stop")
+        self._finish_reason = openai_finish_reason(stop_reason)
         return [self._chunk({}, self._finish_reason)]
 
     def _merge_usage(self, usage: dict[str, Any] | None) -> None:
@@ -148,20 +156,20 @@ class AnthropicToOpenAIStream:
         self._usage_sent = True
         chunk = self._envelope([])
         chunk["usage"] = openai_usage(self._usage)
-        return [b"data: " + orjson.dumps(chunk) + b"\n\n"]
+        return [openai_frame(chunk)]
 
     def _error(self, error: Any) -> list[bytes]:
         self._errored = True
         error = error if isinstance(error, dict) else {}
         message = error.get("message") or "the upstream provider reported an error mid-stream"
         body = {"error": openai_error_object(str(error.get("type") or "api_error"), str(message))}
-        return [b"data: " + orjson.dumps(body) + b"\n\n"]
+        return [openai_frame(body)]
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         chunk = self._envelope(
             [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
         )
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return openai_frame(chunk)
 
     def _envelope(self, choices: list[Any]) -> dict[str, Any]:
         chunk: dict[str, Any] = {

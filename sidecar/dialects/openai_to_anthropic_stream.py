@@ -1,27 +1,42 @@
-"""OpenAI chat.completion.chunk stream → Anthropic Messages stream events (rules: `translate_streams`)."""
+"""An OpenAI chat.completion.chunk stream → Anthropic Messages stream events: how an Anthropic client
+streams an answer from an OpenAI provider, as a sans-IO state machine (one upstream `SseEvent` in,
+client frames out; the contract is `exchange_plan.StreamConverter`).
+
+It runs for every streamed token, so `feed` does O(1) work per event: it never rescans what was
+already sent, and each returned item is one complete frame ready to write. `finish` is called once
+the upstream stream has ended (after `data: [DONE]`, or when it was cut) and is idempotent. It never
+invents a finish reason: a stream cut before a finish_reason ends with a message_delta whose
+stop_reason is null, and the router reports the failure in-band. An event whose data is not the JSON
+expected raises `TranslationError`; the caller drops it, counts it and keeps feeding.
+
+| OpenAI chunk                            | Anthropic event(s)                                           |
+|-----------------------------------------|--------------------------------------------------------------|
+| first chunk                             | message_start (id `msg_<chunk id>`, model of the chunk, else |
+|                                         | the requested model; usage 0 until the end)                  |
+| delta.content / delta.refusal           | content_block_start text (when no text block is open),       |
+|                                         | text_delta                                                   |
+| tool_calls delta with a new index       | content_block_stop of the open block, content_block_start    |
+|                                         | tool_use (id made Anthropic-safe), input_json_delta fragments|
+| finish_reason                           | content_block_stop of the open block (reason remembered)     |
+| usage (the include_usage chunk)         | remembered                                                   |
+| `data: [DONE]` or finish()              | message_delta (stop_reason from `answer_metadata`, usage     |
+|                                         | with input/output/cache counts, 0 when unknown), message_stop|
+| `{"error": {...}}`                      | event `error`; finish() then sends nothing more              |
+
+Tool-call deltas without an `index` (some OpenAI-compatible servers) are keyed by their id, and
+fragments with neither belong to the latest tool call.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from sidecar.dialects.answer_metadata import anthropic_response_id, anthropic_stop_reason, anthropic_usage
+from sidecar.dialects.content import anthropic_tool_id
+from sidecar.dialects.frames import MESSAGE_STOP_FRAME, anthropic_frame, load_event
 from sidecar.dialects.sse import SseEvent
-from sidecar.dialects.translate_requests_to_anthropic import anthropic_tool_id
-from sidecar.dialects.translate_responses import (
-    anthropic_error_type_from_openai,
-    anthropic_response_id,
-    anthropic_stop_reason,
-    anthropic_usage,
-)
-from sidecar.dialects.translate_streams_to_openai import load_event
+from sidecar.dialects.upstream_errors import anthropic_error_type_from_openai
 from sidecar.errors import TranslationError
-
-__all__ = ["OpenAIToAnthropicStream"]
-
-
-def _frame(kind: bytes, payload: dict[str, Any]) -> bytes:
-    return b"event: " + kind + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 class OpenAIToAnthropicStream:
@@ -97,8 +112,10 @@ class OpenAIToAnthropicStream:
             )
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
         usage = anthropic_usage(self._usage)
-        frames.append(_frame(b"message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
-        frames.append(_frame(b"message_stop", {"type": "message_stop"}))
+        frames.append(
+            anthropic_frame(b"message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+        )
+        frames.append(MESSAGE_STOP_FRAME)
         return frames
 
     def _message_start(self, chunk: dict[str, Any]) -> bytes:
@@ -114,7 +131,7 @@ class OpenAIToAnthropicStream:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return _frame(b"message_start", {"type": "message_start", "message": message})
+        return anthropic_frame(b"message_start", {"type": "message_start", "message": message})
 
     def _choice(self, choice: dict[str, Any], frames: list[bytes]) -> None:
         delta = choice.get("delta") or {}
@@ -134,7 +151,7 @@ class OpenAIToAnthropicStream:
             self._open(frames, {"type": "text", "text": ""}, is_text=True)
         delta = {"type": "text_delta", "text": text}
         payload = {"type": "content_block_delta", "index": self._open_block, "delta": delta}
-        frames.append(_frame(b"content_block_delta", payload))
+        frames.append(anthropic_frame(b"content_block_delta", payload))
 
     def _tool_call(self, call: dict[str, Any], frames: list[bytes]) -> None:
         key = call.get("index")
@@ -156,7 +173,7 @@ class OpenAIToAnthropicStream:
         if function.get("arguments"):
             delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
             frames.append(
-                _frame(
+                anthropic_frame(
                     b"content_block_delta", {"type": "content_block_delta", "index": block, "delta": delta}
                 )
             )
@@ -167,13 +184,13 @@ class OpenAIToAnthropicStream:
         self._next_block += 1
         self._open_block, self._open_is_text = index, is_text
         payload = {"type": "content_block_start", "index": index, "content_block": content_block}
-        frames.append(_frame(b"content_block_start", payload))
+        frames.append(anthropic_frame(b"content_block_start", payload))
         return index
 
     def _close_block(self, frames: list[bytes]) -> None:
         if self._open_block is not None:
             payload = {"type": "content_block_stop", "index": self._open_block}
-            frames.append(_frame(b"content_block_stop", payload))
+            frames.append(anthropic_frame(b"content_block_stop", payload))
             self._open_block = None
 
     def _error(self, error: Any) -> list[bytes]:
@@ -183,4 +200,6 @@ class OpenAIToAnthropicStream:
         else:
             error_type, message = "api_error", error
         message = str(message or "the upstream provider reported an error mid-stream")
-        return [_frame(b"error", {"type": "error", "error": {"type": error_type, "message": message}})]
+        return [
+            anthropic_frame(b"error", {"type": "error", "error": {"type": error_type, "message": message}})
+        ]

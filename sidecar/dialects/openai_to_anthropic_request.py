@@ -1,25 +1,98 @@
-"""OpenAI Chat Completions request → Anthropic Messages request (rules: `translate_requests`)."""
+"""An OpenAI Chat Completions request → an Anthropic Messages request: where an OpenAI client's
+request becomes one an Anthropic provider can answer.
+
+Before translating, the router asks `unsupported_openai_features(body)` (through
+`exchange_plan.plan_exchange`). A reason string means the request cannot be expressed for Anthropic
+without changing its meaning, and the router skips that candidate: it never sends a request that
+silently means something else. Otherwise `openai_to_anthropic_request` translates; it raises
+`TranslationError` only for input that is malformed (e.g. tool-call arguments that are not a JSON
+object). Dicts in, dicts out: no I/O.
+
+| OpenAI                                  | Anthropic                                                    |
+|-----------------------------------------|--------------------------------------------------------------|
+| system / developer messages (anywhere)  | top-level `system`: the one string, else one text block each |
+| user / assistant messages               | same roles; consecutive same-role turns merged (alternation) |
+| text part, image_url http(s) / data:    | text block, image block with url / base64 source             |
+| assistant tool_calls                    | tool_use blocks; arguments parsed (not an object → error)    |
+| role tool (consecutive ones)            | ONE user message of tool_result blocks                       |
+| tool call ids                           | kept; characters outside [A-Za-z0-9_-] become `_`            |
+| tools (function), tool_choice           | name/description/input_schema; auto, none, required→any,     |
+|                                         | named function→tool; dropped when there are no tools         |
+| parallel_tool_calls: false              | tool_choice.disable_parallel_tool_use: true                  |
+| stop (str or list)                      | stop_sequences                                               |
+| temperature (0 to 2)                    | clamped to at most 1.0 (Anthropic's range 0 to 1)            |
+| top_p                                   | top_p, but dropped when temperature is also given            |
+|                                         | (recent Claude models reject both together)                  |
+| max_completion_tokens, else max_tokens  | max_tokens (default_max_tokens when absent)                  |
+| stream                                  | stream; stream_options dropped (Anthropic always sends usage)|
+| user, else safety_identifier            | metadata.user_id                                             |
+| empty text, message `name`, image detail| dropped                                                      |
+| dropped as hints with no Anthropic      | frequency/presence_penalty, seed, reasoning_effort,          |
+| equivalent (meaning is unchanged)       | verbosity, service_tier, store, metadata, prediction,        |
+|                                         | prompt_cache_*, function `strict`                            |
+| unsupported (router skips Anthropic)    | n > 1, logprobs/top_logprobs, response_format json_object/   |
+|                                         | json_schema, audio/modalities audio, logit_bias, legacy      |
+|                                         | functions/function_call/role function, web_search_options,   |
+|                                         | custom tools, allowed_tools, input_audio and file parts      |
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-import orjson
-
+from sidecar.dialects.content import EMPTY_SCHEMA, MALFORMED, anthropic_tool_id, anthropic_tool_use
 from sidecar.errors import TranslationError
 
-__all__ = ["anthropic_tool_id", "openai_to_anthropic_request", "parse_arguments"]
-
-MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError)
-EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-_TOOL_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_UNSUPPORTED_OPENAI_PARTS = {"input_audio": "audio input parts", "file": "file input parts"}
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)((?:;[^;,]*)*?);base64,(.*)", re.DOTALL)
 
 
-def anthropic_tool_id(tool_call_id: str) -> str:
-    """A tool-call id Anthropic accepts (`^[A-Za-z0-9_-]+$`); deterministic, so results still match."""
-    return _TOOL_ID_UNSAFE.sub("_", tool_call_id) if tool_call_id else "toolu_detour"
+def unsupported_openai_features(body: dict[str, Any]) -> str | None:
+    """Why this OpenAI request cannot go to Anthropic unchanged in meaning, or None if it can."""
+    try:
+        return _unsupported_openai(body)
+    except MALFORMED as exc:
+        raise TranslationError(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+
+def _unsupported_openai(body: dict[str, Any]) -> str | None:
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        return "n > 1: Anthropic returns a single choice"
+    if body.get("logprobs") or body.get("top_logprobs"):
+        return "logprobs: Anthropic does not return token log probabilities"
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        return f"response_format {response_format['type']}: no equivalent Anthropic guarantee"
+    if body.get("audio") or "audio" in (body.get("modalities") or ()):
+        return "audio output: Anthropic answers with text only"
+    if body.get("logit_bias"):
+        return "logit_bias: Anthropic has no token biasing"
+    if body.get("functions") or body.get("function_call"):
+        return "legacy functions/function_call: use tools"
+    if body.get("web_search_options") is not None:
+        return "web_search_options: OpenAI's built-in web search"
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type", "function") != "function":
+            return f"tools of type {tool.get('type')!r}: only function tools translate"
+    tool_choice = body.get("tool_choice")
+    if isinstance(tool_choice, dict) and tool_choice.get("type", "function") != "function":
+        return f"tool_choice {tool_choice.get('type')!r}: only function choices translate"
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "function":
+            return "messages with role function: use tool messages"
+        if message.get("audio"):
+            return "assistant audio in the conversation"
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                reason = isinstance(part, dict) and _UNSUPPORTED_OPENAI_PARTS.get(str(part.get("type")))
+                if reason:
+                    return f"{reason}: not translated for Anthropic"
+    return None
 
 
 def openai_to_anthropic_request(
@@ -161,30 +234,8 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
         {"type": "text", "text": text} for text in _part_texts(message.get("content"), where) if text
     ]
     for position, call in enumerate(message.get("tool_calls") or ()):
-        function = call["function"]
-        call_where = f"{where}.tool_calls[{position}]"
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": anthropic_tool_id(call["id"]),
-                "name": function["name"],
-                "input": parse_arguments(function.get("arguments"), call_where),
-            }
-        )
+        blocks.append(anthropic_tool_use(call, f"{where}.tool_calls[{position}]"))
     return blocks
-
-
-def parse_arguments(arguments: str | None, where: str) -> dict[str, Any]:
-    """Tool-call arguments (a JSON string) as the object Anthropic's `input` must be."""
-    if not arguments or not arguments.strip():
-        return {}
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError as exc:
-        raise TranslationError(f"{where}: arguments are not valid JSON") from exc
-    if not isinstance(parsed, dict):
-        raise TranslationError(f"{where}: arguments must be a JSON object")
-    return parsed
 
 
 def _tool_result_block(message: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from anthropic.types.shared import ErrorResponse
 from openai.types.shared import ErrorObject
 
-from sidecar.dialects.translate_responses import (
+from sidecar.dialects.upstream_errors import (
     anthropic_error_to_openai,
     anthropic_error_type_from_openai,
     openai_error_to_anthropic,

@@ -1,5 +1,5 @@
 """Anthropic request → OpenAI request, table by table: each row is one documented rule of
-`sidecar.dialects.translate_requests`."""
+`sidecar.dialects.anthropic_to_openai_request`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from sidecar.dialects.translate_requests import anthropic_to_openai_request, unsupported_anthropic_features
+from sidecar.dialects.anthropic_to_openai_request import (
+    anthropic_to_openai_request,
+    unsupported_anthropic_features,
+)
 from sidecar.errors import TranslationError
 from tests.dialects.fixtures import (
     ANTHROPIC_WEATHER_TOOL,
