@@ -227,7 +227,7 @@ async def _send_stream(
         for task in (pumping, watching):
             task.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
         if response.release is not None:
             await response.release()
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:

@@ -66,6 +66,8 @@ RENDERINGS: dict[type, Rendering] = {
 def error_response(dialect: Dialect, exc: DetourError) -> tuple[int, Headers, bytes]:
     """(status, headers, body) for an error raised before any response byte was sent."""
     rendering = next(RENDERINGS[cls] for cls in type(exc).__mro__ if cls in RENDERINGS)
+    # Only the rows of classes that carry their own status (RequestError, AllCandidatesFailed) leave
+    # it None; mypy cannot follow the MRO lookup, and DetourError itself has no `status`.
     status: int = rendering.status or exc.status  # type: ignore[attr-defined]
     param = rendering.param or getattr(exc, "param", None)
     body = render_error(dialect, status, rendering.message(exc), code=rendering.code, param=param)

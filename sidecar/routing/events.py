@@ -95,7 +95,10 @@ class RequestTrace(Observer, Protocol):
     def on_request(self, request: InboundRequest) -> None:
         """The request was parsed and is about to be routed."""
 
-    def start_attempt(self, client: ProviderClient, candidate: Candidate, stream: bool) -> AttemptTrace: ...
+    def start_attempt(
+        self, client: ProviderClient, candidate: Candidate, stream: bool
+    ) -> AttemptTrace | None:
+        """None: no trace for this attempt (starting one failed); the attempt goes on untraced."""
 
     def end(self, status: int | None) -> None:
         """The response went out (a stream: to its end); None when no response could be sent."""

@@ -5,7 +5,7 @@ Both ingresses (ASGI now, gRPC later) build an `InboundRequest` and render a `Ro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ class RoutedResponse:
     model: str
     attempts: int = 0
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncGenerator[bytes, None] | None = None  # closed with `aclose` when the client is done
     headers: list[tuple[str, str]] = field(default_factory=list)
     # Frees the upstream connection even if `stream` was never iterated (the client left before
     # the first byte): closing a generator that never started does not run its cleanup.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Protocol
 
 from sidecar.dialects import Dialect
@@ -237,7 +237,9 @@ def _failure_from_stream_event(dialect: Dialect, event: SseEvent) -> AttemptFail
     return AttemptFailure(outcome, error.status, body=body)
 
 
-async def relay(leg: StreamLeg, client_dialect: Dialect, resume: Resume | None) -> AsyncIterator[bytes]:
+async def relay(
+    leg: StreamLeg, client_dialect: Dialect, resume: Resume | None
+) -> AsyncGenerator[bytes, None]:
     """The client's stream: each leg's frames, until one completes or a break cannot be resumed."""
     while True:
         error: list[bytes] = []

@@ -23,7 +23,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
 from opentelemetry.sdk.trace import Event
@@ -55,15 +55,16 @@ _CANCELLED = Status(StatusCode.ERROR, "no response was sent")
 _ERROR = Status(StatusCode.ERROR)
 _UNSET = Status()
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _guarded(method: F) -> F:
-    """Run a hook; log (once per hook) instead of raising into the request."""
+def _guarded(method: Callable[P, R]) -> Callable[P, R | None]:
+    """Run a hook; log (once per hook) instead of raising into the request, which then gets None."""
     warned = False
 
     @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
         nonlocal warned
         try:
             return method(*args, **kwargs)
@@ -73,7 +74,7 @@ def _guarded(method: F) -> F:
                 log.exception("telemetry hook %s failed; the request goes on", method.__name__)
             return None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class DetourTracing:
