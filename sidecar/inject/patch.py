@@ -15,8 +15,9 @@ init containers come before the sidecar shifts their indices):
 A pod is left alone (empty patch, a reason saying why) when it already has a `detour` container or
 the `injected` annotation (idempotent: reinvocation, or a pod re-created from an injected spec),
 when annotated `detour.dev/inject: "false"`, and when injecting would break it: a host-network pod
-(the sidecar would bind the node's loopback), a Windows pod (the image is Linux), or a container
-already using the sidecar's ports.
+(the sidecar would bind the node's loopback), a Windows pod (the image is Linux), a static pod's
+mirror, a container already declaring the sidecar's ports, or container mode in a pod that runs to
+completion (a regular sidecar container would keep a Job's pod running forever).
 """
 
 from __future__ import annotations
@@ -73,22 +74,19 @@ def plan_injection(
         c.get("name") == SIDECAR_NAME for c in (*containers, *init_containers)
     ):
         return Injection([], skipped="already injected")
-    if spec.get("hostNetwork") is True:
-        return Injection(
-            [],
-            skipped="hostNetwork pods share the node's loopback; not injected",
-            warnings=["detour: hostNetwork pod not injected (the sidecar needs its own loopback)"],
-        )
-    if isinstance(spec.get("os"), Mapping) and spec["os"].get("name") == "windows":
-        return Injection(
-            [], skipped="a Windows pod", warnings=["detour: Windows pod not injected (Linux image)"]
-        )
-    clash = _port_clash(containers + init_containers, {settings.port, settings.health_port})
-    if clash:
-        return Injection([], skipped=clash, warnings=[f"detour: not injected: {clash}"])
+    unsafe = _why_injecting_would_break(metadata, spec, containers + init_containers, settings)
+    if unsafe:
+        return Injection([], skipped=unsafe, warnings=[f"detour: not injected: {unsafe}"])
 
     warnings: list[str] = []
     native = _mode(annotations, settings, warnings) == "native"
+    if not native and spec.get("restartPolicy", "Always") != "Always":
+        # A regular sidecar container never exits, so a Job's pod would never complete.
+        return Injection(
+            [],
+            skipped="container mode in a pod that runs to completion",
+            warnings=["detour: not injected: container mode would keep a run-to-completion pod running"],
+        )
     container = sidecar_container(
         settings,
         image=image,
@@ -302,6 +300,27 @@ def _resources(
         if name == "memory" or name in resources.get("limits", {}):
             resources.setdefault("limits", {})[name] = value
     return resources
+
+
+def _why_injecting_would_break(
+    metadata: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    containers: list[Mapping[str, Any]],
+    settings: InjectorSettings,
+) -> str | None:
+    """A reason the pod would not start, or would break others, with the sidecar; None if none."""
+    if spec.get("hostNetwork") is True:
+        return "a hostNetwork pod shares the node's loopback (and its ports) with every other"
+    node_selector = spec.get("nodeSelector")
+    os_name = spec["os"].get("name") if isinstance(spec.get("os"), Mapping) else None
+    if os_name == "windows" or (
+        isinstance(node_selector, Mapping) and node_selector.get("kubernetes.io/os") == "windows"
+    ):
+        return "a Windows pod (the image is Linux)"
+    annotations = metadata.get("annotations") or {}
+    if "kubernetes.io/config.mirror" in annotations:
+        return "a static pod's mirror (the kubelet runs the static pod as written)"
+    return _port_clash(containers, {settings.port, settings.health_port})
 
 
 def _port_clash(containers: list[Mapping[str, Any]], ports: set[int]) -> str | None:

@@ -19,7 +19,8 @@ from sidecar.errors import ConfigError, ConfigProblem
 
 # Kubernetes' own grammars: a resource quantity ("250m", "128Mi", "1.5"), an object name (DNS-1123
 # subdomain) and an environment variable name (C identifier, as the API server requires by default).
-QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkMGTPE])?$")
+# (Unsigned: a negative request or limit is valid grammar but rejected by the API server.)
+QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkMGTPE])?$")
 OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -128,6 +128,9 @@ async def serve_injector(app: InjectorASGI, tls: TlsFiles, sock: socket.socket) 
     config = uvicorn.Config(
         app, loop="none", http="httptools", lifespan="off", access_log=False, proxy_headers=False,
         server_header=False, log_level="warning", timeout_graceful_shutdown=5,
+        # Longer than the API server keeps an idle connection (90 s), so it never sends a review on a
+        # connection this side has just closed (a POST is not retried: the pod would go unpatched).
+        timeout_keep_alive=120,
     )  # fmt: skip
     config.load()
     config.ssl = tls.context  # uvicorn hands this to create_server; reloads mutate it in place

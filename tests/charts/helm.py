@@ -142,9 +142,10 @@ class Helm:
         set_values: Mapping[str, str] | None = None,
         release: str = "detour",
         namespace: str = "detour-system",
+        extra_args: Iterable[str] = (),
     ) -> list[dict[str, Any]]:
         """`helm template`, parsed: every non-empty document of the output."""
-        args = ["template", release, str(chart), "--namespace", namespace]
+        args = ["template", release, str(chart), "--namespace", namespace, *extra_args]
         for path in values:
             args += ["--values", str(path)]
         for key, value in (set_values or {}).items():

@@ -553,6 +553,7 @@ def test_without_the_injector_only_the_sidecar_rbac_and_routes_are_installed(hel
         set_values={
             "injector.enabled": "false",
             "routes.enabled": "true",
+            "routes.namespace": "shop",
             "rbac.sidecarAccess[0].namespace": "shop",
             "rbac.sidecarAccess[0].serviceAccount": "default",
             "rbac.sidecarAccess[0].configMap": "detour-routes",
@@ -561,10 +562,33 @@ def test_without_the_injector_only_the_sidecar_rbac_and_routes_are_installed(hel
     )
     assert sorted(object_name(obj) for obj in objects) == [
         "ClusterRole /detour-sidecar",
-        f"ConfigMap {NAMESPACE}/detour-routes",
+        "ConfigMap shop/detour-routes",
         "Role shop/detour-routes-detour-routes",
         "RoleBinding shop/detour-routes-detour-routes",
     ]
+
+
+def test_routes_without_a_namespace_are_refused_because_no_sidecar_could_read_them(helm: Helm) -> None:
+    with pytest.raises(HelmFailed, match=r"routes\.namespace is required"):
+        helm.template(CHART, set_values={"routes.enabled": "true"}, namespace=NAMESPACE)
+
+
+def test_native_sidecars_are_refused_before_kubernetes_1_29_and_container_mode_is_not(helm: Helm) -> None:
+    with pytest.raises(HelmFailed, match=r"needs Kubernetes 1\.29"):
+        helm.template(CHART, namespace=NAMESPACE, extra_args=["--kube-version", "1.28.0"])
+    objects = helm.template(
+        CHART,
+        set_values={"injector.sidecar.mode": "container"},
+        namespace=NAMESPACE,
+        extra_args=["--kube-version", "1.28.0"],
+    )
+    assert any(obj["kind"] == "MutatingWebhookConfiguration" for obj in objects)
+
+
+def test_the_injector_keeps_answering_while_its_endpoint_is_removed(default_objects: Objects) -> None:
+    pod = only(default_objects, "Deployment")["spec"]["template"]["spec"]
+    assert injector_container(default_objects)["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
+    assert pod["terminationGracePeriodSeconds"] > 10
 
 
 # --- routes --------------------------------------------------------------------------------------

@@ -108,6 +108,14 @@ HOST_NETWORK = _pod({"containers": [_app()], "hostNetwork": True})
 
 WINDOWS = _pod({"containers": [_app()], "os": {"name": "windows"}})
 
+WINDOWS_BY_NODE_SELECTOR = _pod({"containers": [_app()], "nodeSelector": {"kubernetes.io/os": "windows"}})
+
+MIRROR = _pod({"containers": [_app()]}, annotations={"kubernetes.io/config.mirror": "5b3c1f"})
+
+JOB_IN_CONTAINER_MODE = _pod(
+    {"containers": [_app()], "restartPolicy": "Never"}, annotations={"detour.dev/sidecar-mode": "container"}
+)
+
 PORT_CLASH = _pod({"containers": [_app(ports=[{"containerPort": 8081}])]})
 
 

@@ -144,6 +144,13 @@ def test_the_sidecar_can_watch_its_configmap_when_the_app_mounts_no_token() -> N
     assert "volumeMounts" not in patched["spec"]["containers"][0], "the app still gets no credentials"
 
 
+def test_a_job_in_native_mode_is_injected_because_a_native_sidecar_ends_with_it() -> None:
+    pod = {**pods.PLAIN, "spec": {**pods.PLAIN["spec"], "restartPolicy": "Never"}}
+    patched, _ = inject(pod)
+
+    assert patched["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+
+
 def test_container_mode_can_be_the_injector_default() -> None:
     patched, _ = inject(pods.PLAIN, InjectorSettings(sidecar_mode="container"))
 
@@ -184,6 +191,7 @@ def test_invalid_annotations_are_ignored_with_a_warning() -> None:
             **pods.PLAIN["metadata"],
             "annotations": {
                 "detour.dev/cpu": "lots",
+                "detour.dev/memory": "-1Mi",
                 "detour.dev/configmap": "Not_A_Name",
                 "detour.dev/sidecar-mode": "ambient",
             },
@@ -194,7 +202,8 @@ def test_invalid_annotations_are_ignored_with_a_warning() -> None:
     sidecar = patched["spec"]["initContainers"][0]
     assert sidecar["resources"]["requests"]["cpu"] == "50m"
     assert "$(POD_NAMESPACE)/detour-routes" in sidecar["args"]
-    assert len(injection.warnings) == 3
+    assert sidecar["resources"]["limits"]["memory"] == "256Mi", "a negative quantity is ignored"
+    assert len(injection.warnings) == 4
     assert all(warning.startswith("detour: ignored detour.dev/") for warning in injection.warnings)
 
 
@@ -213,7 +222,17 @@ def test_settings_env_replaces_a_generated_variable_in_place() -> None:
     assert env_of(patched["spec"]["initContainers"][0])["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
 
 
-@pytest.mark.parametrize("pod", [pods.HOST_NETWORK, pods.WINDOWS, pods.PORT_CLASH])
+@pytest.mark.parametrize(
+    "pod",
+    [
+        pods.HOST_NETWORK,
+        pods.WINDOWS,
+        pods.WINDOWS_BY_NODE_SELECTOR,
+        pods.MIRROR,
+        pods.PORT_CLASH,
+        pods.JOB_IN_CONTAINER_MODE,
+    ],
+)
 def test_a_pod_the_sidecar_would_break_is_left_alone_with_a_warning(pod: dict[str, Any]) -> None:
     _, injection = inject(pod)
 

@@ -94,6 +94,9 @@ values are left out (every key of inject.yaml is optional).
 {{- if eq (int $s.port) (int $s.healthPort) }}
 {{- fail "injector.sidecar.port and injector.sidecar.healthPort must differ" }}
 {{- end }}
+{{- if and (eq $s.mode "native") (semverCompare "<1.29-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "injector.sidecar.mode native needs Kubernetes 1.29 or later (native sidecars); this cluster is %s: set injector.sidecar.mode=container" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- $telemetry := dict "env" $s.telemetry.env }}
 {{- with $s.telemetry.otlpEndpoint }}{{ $_ := set $telemetry "otlp_endpoint" . }}{{ end }}
 {{- with $s.telemetry.otlpProtocol }}{{ $_ := set $telemetry "otlp_protocol" . }}{{ end }}
