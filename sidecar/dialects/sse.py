@@ -9,6 +9,7 @@ modules decide what an event means.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from sidecar.errors import SseFramingError
 
@@ -56,64 +57,94 @@ def encode_event(data: str, event: str | None = None) -> bytes:
 
 
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
 
 
 class SseDecoder:
     """Incremental SSE parser (WHATWG framing: CR, LF or CRLF line ends, mixed freely; `:` comments
-    ignored; a leading BOM dropped). Line ends are normalised to LF, so `raw` uses LF framing."""
+    ignored; a leading BOM dropped). Line ends are normalised to LF, so `raw` uses LF framing.
 
-    __slots__ = ("_buffer", "_skip_lf", "_started")
+    Linear in the bytes fed, however they are chunked: each chunk's line ends are normalised once,
+    on arrival (a CR that ends a chunk becomes LF at once, and an LF opening the next chunk is then
+    the rest of its CRLF), so the only delimiter left is `\n\n`, and a new chunk is searched for it
+    alone plus one byte of overlap with the unfinished tail. A tail that keeps growing is appended
+    to in place (a bytearray) and copied once more, when its event ends."""
+
+    __slots__ = ("_bom", "_buffer", "_skip_lf", "_started")
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer: bytes | bytearray = b""  # the unfinished event, normalised
         self._started = False
+        self._bom = b""  # the first bytes of the stream while they may still be a split BOM
         self._skip_lf = False  # the previous chunk ended in a CR that we already read as a line end
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        if not self._started:
+            chunk = self._bom + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._bom = chunk  # wait for the rest: a BOM split across reads is still a BOM
+                return []
+            self._bom, self._started = b"", True
+            chunk = chunk.removeprefix(_BOM)
         if self._skip_lf and chunk:
             self._skip_lf = False
-            chunk = chunk.removeprefix(b"\n")
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if not self._started and buffer:
-            self._started = True
-            buffer = buffer.removeprefix(b"\xef\xbb\xbf")
-        held_cr = b""
-        if buffer.find(b"\r") >= 0:  # rare: every provider we know frames with LF (`in` is slower)
-            buffer = buffer.replace(b"\r\n", b"\n")
-            if buffer.endswith((b"\n\r", b"\r\r")):
-                # A CR right after a line end is a blank line whatever follows; its LF may follow.
-                buffer, self._skip_lf = buffer[:-1] + b"\n", True
-            elif buffer.endswith(b"\r"):
-                # The LF of a CRLF may still be in flight; deciding now could invent a blank line.
-                buffer, held_cr = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r", b"\n")
-        events: list[SseEvent] = []
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+        if chunk.find(b"\r") >= 0:  # rare: every provider we know frames with LF (`in` is slower)
+            # A CR at the end is a line end whatever follows; an LF opening the next chunk is its CRLF.
+            self._skip_lf = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not chunk:
+            return []
+        pending = self._buffer
         start = 0
+        if pending:
+            # Only the new bytes can hold the blank line, or straddle the tail's last byte and the first.
+            if chunk.find(b"\n\n") < 0 and not (chunk[0] == 0x0A and pending[-1] == 0x0A):
+                if type(pending) is bytes:
+                    self._buffer = pending = bytearray(pending)
+                pending += chunk
+                if len(pending) > MAX_PENDING_BYTES:
+                    self._too_long()
+                return []
+            start = len(pending) - 1
+            if type(pending) is bytes:
+                buffer = pending + chunk  # the usual split: an event across two reads
+            else:
+                pending += chunk
+                buffer = bytes(pending)
+        else:
+            buffer = chunk
+        events: list[SseEvent] = []
+        block_start = 0
         while (end := buffer.find(b"\n\n", start)) >= 0:
-            block = buffer[start : end + 2]
             start = end + 2
-            event = _parse_block(block)
+            event = _parse_block(buffer[block_start:start])
+            block_start = start
             if event is not None:
                 events.append(event)
-        self._buffer = buffer[start:] + held_cr
+        self._buffer = buffer[block_start:] if block_start else buffer
         if len(self._buffer) > MAX_PENDING_BYTES:
-            # A provider that never ends an event would otherwise grow this buffer without bound. Not
-            # an upstream error: this module only frames bytes; the router decides what a bad stream is.
-            raise SseFramingError(f"an SSE event grew past {MAX_PENDING_BYTES} bytes without ending")
+            self._too_long()
         return events
+
+    def _too_long(self) -> NoReturn:
+        # A provider that never ends an event would otherwise grow this buffer without bound. Not an
+        # upstream error: this module only frames bytes; the router decides what a bad stream is.
+        raise SseFramingError(f"an SSE event grew past {MAX_PENDING_BYTES} bytes without ending")
 
     def flush(self) -> list[SseEvent]:
         """Events left when the stream ended without the final blank line."""
-        tail, self._buffer = self._buffer, b""
+        tail = bytes(self._buffer)
+        self._buffer, self._bom = b"", b""
         if not tail.strip():
             return []
-        tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n")
-        event = _parse_block(tail + b"\n\n")
+        event = _parse_block(tail.rstrip(b"\n") + b"\n\n")
         return [event] if event is not None else []
 
     @property
     def pending(self) -> bool:
-        return bool(self._buffer.strip())
+        return bool(self._bom) or (bool(self._buffer) and not self._buffer.isspace())
 
 
 def _parse_block(block: bytes) -> SseEvent | None:

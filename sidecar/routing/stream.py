@@ -118,9 +118,9 @@ Resume = Callable[[SentLedger, Candidate, Outcome], Awaitable["StreamLeg | None"
 class StreamLeg:
     """One upstream stream being read: from its response through the decoder and the emitter."""
 
-    __slots__ = ("_chunks", "_ended", "candidate", "counters", "decoder", "dialect", "early_error",
-                 "emitter", "failed", "held", "held_error", "idle_timeout_s", "response",
-                 "trace")  # fmt: skip
+    __slots__ = ("_chunks", "_deadline", "_ended", "candidate", "counters", "decoder", "dialect",
+                 "early_error", "emitter", "failed", "held", "held_error", "idle_timeout_s",
+                 "response", "trace")  # fmt: skip
 
     def __init__(
         self,
@@ -146,26 +146,42 @@ class StreamLeg:
         self.early_error: SseEvent | None = None  # an error event before the commit
         self._chunks = response.iter_bytes().__aiter__()
         self._ended = False
+        # When the idle timeout runs out, in the event loop's clock; None: from the next read's start.
+        self._deadline: float | None = None
 
     async def read(self) -> list[SseEvent] | None:
         """The events of the next upstream read (at the end: what the decoder still held), then
-        None. TimeoutError when the stream stalls past the idle timeout."""
+        None. TimeoutError when the stream stalls past the idle timeout.
+
+        The idle timeout bounds the gap between complete events, not between reads: its deadline
+        is set when a read starts after a read that completed an event (or first), and a read that
+        brings bytes but no complete event leaves it where it was, so an upstream dribbling bytes
+        cannot hold the stream open. The time the relay spends handing the frames to the client
+        does not count against the upstream. Clock reads: only those `asyncio.timeout` always made."""
         if self._ended:
             return None
         try:
             if self.idle_timeout_s is None:
                 chunk = await self._chunks.__anext__()
             else:
-                async with asyncio.timeout(self.idle_timeout_s):
+                if self._deadline is None:  # a new gap: `timeout` reads the clock, as it always did
+                    idle = asyncio.timeout(self.idle_timeout_s)
+                    self._deadline = idle.when()
+                else:  # the same gap: no clock read of our own
+                    idle = asyncio.timeout_at(self._deadline)
+                async with idle:
                     chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             self._ended = True
             return self.decoder.flush()
         try:
-            return self.decoder.feed(chunk)
+            events = self.decoder.feed(chunk)
         except SseFramingError as exc:
             # The decoder only frames; for routing, bytes that are not SSE are a broken upstream.
             raise UpstreamStreamError(str(exc)) from exc
+        if events:
+            self._deadline = None  # a new gap begins with the next read
+        return events
 
     def convert(self, events: list[SseEvent]) -> list[bytes]:
         """Client frames for these events. Malformed events are dropped and counted; an error event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from hypothesis import given
@@ -385,3 +386,36 @@ def test_an_event_that_never_ends_cannot_grow_the_buffer_without_bound() -> None
     decoder.feed(b"data: " + b"x" * (MAX_PENDING_BYTES // 2))
     with pytest.raises(SseFramingError):
         decoder.feed(b"x" * (MAX_PENDING_BYTES // 2 + 10))
+
+
+@pytest.mark.parametrize(
+    ("chunk", "lines"),
+    [(b"x" * 4096, 1), (b"x" * 4088 + b"\r\ndata: ", 2049)],
+    ids=["one long line", "CRLF data lines"],
+)
+def test_feeding_a_large_unfinished_event_in_small_chunks_takes_time_linear_in_its_size(
+    chunk: bytes, lines: int
+) -> None:
+    # Issue 13: every chunk rescanned (and recopied) the whole buffer, so an 8 MiB event in 4 KiB
+    # chunks took about 9 s, with the event loop blocked. Linear, it takes a few milliseconds.
+    decoder = SseDecoder()
+    started = time.perf_counter()
+
+    assert decoder.feed(b"data: ") == []
+    for _ in range(8 * 1024 * 1024 // len(chunk)):
+        assert decoder.feed(chunk) == []
+    [event] = decoder.feed(b"\r\n\r\n")
+
+    assert time.perf_counter() - started < 1.0
+    assert event.data.count("\n") + 1 == lines
+    assert len(event.data) == 8 * 1024 * 1024 - 7 * (lines - 1)  # "\r\ndata: " became "\n"
+
+
+def test_one_read_past_the_cap_is_refused_even_after_an_event_it_completes() -> None:
+    from sidecar.dialects.sse import MAX_PENDING_BYTES
+    from sidecar.errors import SseFramingError
+
+    decoder = SseDecoder()
+    decoder.feed(b"data: a")
+    with pytest.raises(SseFramingError):
+        decoder.feed(b"\n\ndata: " + b"x" * MAX_PENDING_BYTES)
