@@ -29,6 +29,11 @@ DEFAULT_BASE_URLS = {
 }
 
 
+# A body read whole (a non-streaming answer, an error) is capped per provider, by default at 32 MiB:
+# the cap of an inbound request body (docs/architecture.md §8).
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
 class ProviderConfig(_Strict):
     type: ProviderType
     base_url: str | None = None
@@ -40,6 +45,7 @@ class ProviderConfig(_Strict):
     stream_idle_timeout_secs: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=1, ge=0, le=10)
     retry_backoff_ms: int = Field(default=100, ge=0)
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1)  # a larger body fails over
     supports_prefill: bool = False
     model: str | None = None
     model_map: dict[str, str] = Field(default_factory=dict)
@@ -136,6 +142,8 @@ class CircuitBreakerConfig(_Strict):
     failure_threshold: int = Field(default=5, ge=1)
     success_threshold: int = Field(default=2, ge=1)
     timeout_secs: float = Field(default=30, gt=0)
+    # Circuits are keyed by client-chosen model names: the table is bounded (routing/circuits.py).
+    table_size: int = Field(default=1000, ge=1)
 
 
 class RoutingConfig(_Strict):

@@ -3,6 +3,7 @@
 Credentials follow docs/architecture.md §4: a provider with its own `api_key` always uses it and never sees
 the client's; without one, the client's credential goes only to providers of the client's own dialect.
 Only an allow-list of client headers is forwarded, so SDK telemetry headers and cookies stay home.
+Every response it returns reads at most the provider's `max_response_bytes` when read whole.
 The client's W3C trace context is kept aside (never forwarded as is): telemetry makes it the
 parent of the request's span and sends each upstream request its own attempt's context instead.
 """
@@ -132,6 +133,7 @@ class ProviderClient:
             self._finished()
             raise
         response.when_closed(self._finished)
+        response.max_body_bytes = self.config.max_response_bytes
         return response
 
     def retire(self) -> None:

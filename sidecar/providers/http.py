@@ -1,9 +1,13 @@
 """The upstream HTTP seam: the only module that imports an HTTP client library.
 
 Everything above it sees a two-method `Transport` (send, close) and an `UpstreamResponse` whose body
-is read whole or streamed. The transport is httpx's `AsyncClient` over the aiohttp transport
-(`httpx-aiohttp`): docs/architecture.md §7 measured httpx's default transport at a quarter of the throughput
-the targets need, and the aiohttp transport keeps httpx's API while reaching them. `bench/` re-measures.
+is read whole or streamed. A body read whole is bounded (docs/architecture.md §8): it is read chunk by
+chunk and abandoned at `max_body_bytes` (the provider's `max_response_bytes`), which makes it a
+broken answer (`UpstreamStreamError`) — never a partial one.
+
+The transport is httpx's `AsyncClient` over the aiohttp transport (`httpx-aiohttp`):
+docs/architecture.md §7 measured httpx's default transport at a quarter of the throughput the targets
+need, and the aiohttp transport keeps httpx's API while reaching them. `bench/` re-measures.
 
 Foreign exceptions are mapped into `sidecar.errors` here, once. httpx-aiohttp reports a connection
 reset as `httpx.ConnectTimeout`, so the original aiohttp exception (its `__cause__`) decides whether
@@ -15,14 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from sidecar.config.models import DEFAULT_MAX_RESPONSE_BYTES
 from sidecar.errors import UpstreamConnectError, UpstreamError, UpstreamStreamError, UpstreamTimeout
 
 
@@ -43,7 +48,7 @@ class UpstreamRequest:
 class UpstreamResponse:
     """A response whose headers have arrived; the body is read with `read` or `iter_bytes`."""
 
-    __slots__ = ("_on_close", "_response", "headers", "status")
+    __slots__ = ("_on_close", "_response", "headers", "max_body_bytes", "status")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
@@ -51,11 +56,31 @@ class UpstreamResponse:
         self.status = response.status_code
         # Lower-cased keys; repeated headers joined, as the rate-limit parsers expect one value.
         self.headers: dict[str, str] = {key: value for key, value in response.headers.items()}
+        # The most `read` buffers; the provider client sets its provider's `max_response_bytes`.
+        self.max_body_bytes = DEFAULT_MAX_RESPONSE_BYTES
 
     async def read(self) -> bytes:
+        """The whole body (decoded, as the provider meant it), then the response is closed.
+
+        Raises `UpstreamStreamError` as soon as the body is known to exceed `max_body_bytes`: from a
+        larger `content-length` before reading anything, else at the chunk that crosses it."""
+        limit = self.max_body_bytes
         try:
             with _mapped_errors(after_headers=True):
-                return await self._response.aread()
+                declared = self.headers.get("content-length", "")
+                if declared.isdecimal() and (len(declared) > 18 or int(declared) > limit):
+                    raise _too_large(limit, f"its content-length is {declared[:24]}")  # read nothing
+                chunks: list[bytes] = []
+                size = 0
+                # An async generator: closed at once when reading stops at the cap.
+                chunks_in = cast(AsyncGenerator[bytes, None], self._response.aiter_bytes())
+                async with contextlib.aclosing(chunks_in) as body:
+                    async for chunk in body:
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_large(limit, "it was abandoned there")
+                        chunks.append(chunk)
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         finally:
             await self.close()
 
@@ -129,6 +154,10 @@ class HttpxTransport:
 
     async def close(self) -> None:
         await self._transport.aclose()
+
+
+def _too_large(limit: int, detail: str) -> UpstreamStreamError:
+    return UpstreamStreamError(f"upstream body is larger than max_response_bytes ({limit} bytes); {detail}")
 
 
 _USERINFO = re.compile(r"://[^/@\s]*@")

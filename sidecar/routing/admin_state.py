@@ -1,16 +1,23 @@
 """What `/admin/state` (and later gRPC `Admin.GetState`) shows: the config in force, the limits and
 the circuits. Credentials are never part of it — only ids, models, reasons and times.
+
+Its size is bounded whatever the clients send (docs/architecture.md §8): each list shows at most
+`LISTED` entries, the soonest to expire first, next to the total it was cut from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 from typing import Any
 
 from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.limits import RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
 from sidecar.routing.tally import Counters
+
+LISTED = 100
 
 
 def describe_state(
@@ -21,6 +28,7 @@ def describe_state(
     counters: Counters | None = None,
 ) -> dict[str, Any]:
     now, wall = clock.monotonic(), clock.wall()
+    active = list(limits.active(now))
     limited: list[dict[str, Any]] = [
         {
             "provider": key.provider_id,
@@ -32,9 +40,8 @@ def describe_state(
             "expires_at": wall + (entry.expires_at - now),
             "consecutive_429s": entry.consecutive,
         }
-        for key, entry in limits.active(now)
+        for key, entry in heapq.nsmallest(LISTED, active, key=lambda item: item[1].expires_at)
     ]
-    limited.sort(key=lambda item: item["remaining_s"])
     config: dict[str, Any] | None = None
     if table is not None:
         config = {
@@ -43,18 +50,33 @@ def describe_state(
             "providers": sorted(table.providers),
             "rules": [rule.name for rule in table.rules],
         }
-    return {
+    totals = dataclasses.asdict(counters) if counters is not None else {}
+    state: dict[str, Any] = {
         "config": config,
         "rate_limited": limited,
+        "rate_limited_total": len(active),
         "rate_limit_table": {"size": len(limits), "capacity": limits.capacity, "evictions": limits.evictions},
-        "circuits": _circuits(circuits, now) if circuits is not None else [],
-        "counters": dataclasses.asdict(counters) if counters is not None else {},
+        "circuits": [],
+        "circuits_total": 0,
+        "counters": totals,
     }
+    if circuits is not None:
+        state["circuits"] = _circuits(circuits, now)
+        state["circuits_total"] = len(circuits)
+        state["circuit_table"] = {
+            "size": len(circuits),
+            "capacity": circuits.capacity,
+            "evictions": circuits.evictions,
+        }
+        totals["circuit_evictions"] = circuits.evictions
+    return state
 
 
 def _circuits(circuits: CircuitBreakers, now: float) -> list[dict[str, Any]]:
+    """The first `LISTED` in the table's own order: open and half-open first, the soonest to reopen
+    first, then closed ones."""
     described = []
-    for (provider_id, model), circuit in circuits.items():
+    for (provider_id, model), circuit in itertools.islice(circuits.items(), LISTED):
         reopens = circuits.reopens_at(provider_id, model)
         described.append(
             {

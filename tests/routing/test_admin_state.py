@@ -10,7 +10,7 @@ from sidecar.config.models import CircuitBreakerConfig
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import Timeouts, UpstreamRequest, UpstreamResponse
 from sidecar.providers.ratelimit_headers import WaitSource
-from sidecar.routing.admin_state import describe_state
+from sidecar.routing.admin_state import LISTED, describe_state
 from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.limits import LimitDecision, LimitKey, LimitReason, RateLimitTable
 from sidecar.routing.table import Clock, RouteTable
@@ -72,8 +72,10 @@ def test_with_no_config_and_an_empty_table_the_state_is_empty(clock: Clock) -> N
     assert state == {
         "config": None,
         "rate_limited": [],
+        "rate_limited_total": 0,
         "rate_limit_table": {"size": 0, "capacity": 50, "evictions": 0},
         "circuits": [],
+        "circuits_total": 0,
         "counters": {},
     }
 
@@ -195,3 +197,64 @@ def test_open_circuits_and_counters_are_shown_with_when_they_may_be_retried(cloc
         }
     ]
     assert state["counters"]["retries"] == 3
+
+
+# --- bounded whatever the clients send (docs/architecture.md §8) -----------------------------------------
+
+
+def test_at_most_listed_limits_are_shown_the_soonest_to_expire_first_with_the_total(clock: Clock) -> None:
+    limits = RateLimitTable(capacity=1000)
+    waits = [(n * 37) % 500 + 1.0 for n in range(500)]  # every wait once, in no particular order
+    for n, wait in enumerate(waits):
+        limits.record(
+            LimitKey("p", f"model-{n}"), LimitDecision(wait, WaitSource.BACKOFF, LimitReason.RATE_LIMIT), NOW
+        )
+    limits.record(LimitKey("p", "expired"), LimitDecision(1, WaitSource.BACKOFF, LimitReason.RATE_LIMIT), 0)
+
+    state = describe_state(None, limits, clock)
+
+    assert len(state["rate_limited"]) == LISTED == 100
+    assert [item["remaining_s"] for item in state["rate_limited"]] == [float(n) for n in range(1, 101)]
+    assert state["rate_limited_total"] == 500, "active limits only"
+    assert state["rate_limit_table"]["size"] == 501
+
+
+def test_at_most_listed_circuits_are_shown_open_ones_first_soonest_to_reopen_first(clock: Clock) -> None:
+    circuits = CircuitBreakers(CircuitBreakerConfig(failure_threshold=2, timeout_secs=30, table_size=1000))
+    for n in range(300):
+        circuits.record_failure("p", f"closed-{n}", NOW - 10)
+    for n in (3, 1, 2):  # first seen in this order...
+        circuits.record_failure("p", f"open-{n}", NOW - 10)
+    for n in (1, 2, 3):  # ...opened in this one
+        circuits.record_failure("p", f"open-{n}", NOW - 10 + n)
+
+    state = describe_state(None, RateLimitTable(), clock, circuits, Counters())
+
+    listed = state["circuits"]
+    assert len(listed) == LISTED
+    assert [(c["model"], c["retry_in_s"]) for c in listed[:3]] == [
+        ("open-1", 21.0),
+        ("open-2", 22.0),
+        ("open-3", 23.0),
+    ]
+    assert [c["state"] for c in listed[3:]] == ["closed"] * (LISTED - 3)
+    assert state["circuits_total"] == 303
+    assert state["circuit_table"] == {"size": 303, "capacity": 1000, "evictions": 0}
+    assert state["counters"]["circuit_evictions"] == 0
+
+
+def test_circuit_evictions_are_counted_with_the_other_counters(clock: Clock) -> None:
+    circuits = CircuitBreakers(CircuitBreakerConfig(table_size=10))
+    for n in range(25):
+        circuits.record_failure("p", f"model-{n}", NOW)
+
+    state = describe_state(None, RateLimitTable(), clock, circuits, Counters(retries=1))
+
+    assert state["circuit_table"] == {"size": 10, "capacity": 10, "evictions": 15}
+    assert state["counters"] == {
+        "retries": 1,
+        "timeouts": 0,
+        "circuit_opens": 0,
+        "malformed_events": 0,
+        "circuit_evictions": 15,
+    }
