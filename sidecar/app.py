@@ -20,6 +20,7 @@ import uvicorn
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig
 from sidecar.ingress.asgi import DetourASGI
+from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES, header_capped_protocol
 from sidecar.kube.reload import ReloadStatus
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import HttpxTransport, Transport
@@ -99,11 +100,13 @@ class Sidecar:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
-def make_server(app: Any, *, log_level: str = "warning") -> uvicorn.Server:
+def make_server(
+    app: Any, *, log_level: str = "warning", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=header_capped_protocol(max_header_bytes),  # httptools, with a cap on the request head
         lifespan="off",
         access_log=False,
         # Pod-local: there is no proxy in front whose X-Forwarded-* headers to trust, and no reason
@@ -117,14 +120,22 @@ def make_server(app: Any, *, log_level: str = "warning") -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def serve(sidecar: Sidecar, sock: socket.socket, *, probe_sock: socket.socket | None = None) -> None:
+async def serve(
+    sidecar: Sidecar,
+    sock: socket.socket,
+    *,
+    probe_sock: socket.socket | None = None,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+) -> None:
     """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully.
 
     With `probe_sock`, `/healthz` and `/readyz` are also served there (and nothing else), so the
-    kubelet can probe the pod IP while the API stays on loopback."""
-    listeners = [(make_server(sidecar.asgi), sock)]
+    kubelet can probe the pod IP while the API stays on loopback. `max_header_bytes` caps each
+    request's line and headers on both (431 beyond)."""
+    listeners = [(make_server(sidecar.asgi, max_header_bytes=max_header_bytes), sock)]
     if probe_sock is not None:
-        listeners.append((make_server(DetourASGI(sidecar, probes_only=True)), probe_sock))
+        probes = DetourASGI(sidecar, probes_only=True)
+        listeners.append((make_server(probes, max_header_bytes=max_header_bytes), probe_sock))
     servers = [server for server, _ in listeners]
     serving = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in listeners]
     try:

@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve /healthz and /readyz (only) on this port on every interface, for kubelet "
         "probes; the API stays on --host (env DETOUR_HEALTH_PORT)",
     )
+    serve.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=os.environ.get("DETOUR_MAX_HEADER_BYTES"),
+        metavar="BYTES",
+        help="cap on a request's line plus headers, answered 431 beyond (default 65536; "
+        "env DETOUR_MAX_HEADER_BYTES)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
         "--metrics-port",
@@ -160,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         from sidecar.cli.serve import ServeSettings, serve_forever
+        from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
         from sidecar.kube.configmap import ConfigMapRef
         from sidecar.telemetry import TelemetrySettings
 
@@ -179,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             telemetry=TelemetrySettings.from_env(
                 os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
             ),
+            max_header_bytes=args.max_header_bytes or DEFAULT_MAX_HEADER_BYTES,
         )
         return _run(lambda: serve_forever(settings))
     from sidecar.cli.demo import run_demo
@@ -219,6 +229,17 @@ def _run(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
             return runner.run(make())
         except KeyboardInterrupt:
             return 130
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type; a string default (from the environment) is checked by it too."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _int_env(name: str) -> int | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.app import Sidecar, serve
+from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
 from sidecar.kube.configmap import ConfigMapRef
 from sidecar.kube.files import read_text
 from sidecar.kube.reload import ConfigReloader
@@ -42,6 +43,7 @@ class ServeSettings:
     kubeconfig: str | None = None
     health_port: int | None = None  # /healthz and /readyz only, on every interface, for the kubelet
     telemetry: TelemetrySettings | None = None
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line plus headers; 431 beyond
 
 
 async def serve_forever(settings: ServeSettings) -> int:
@@ -68,7 +70,7 @@ async def serve_forever(settings: ServeSettings) -> int:
             log.info("health probes on http://%s:%d", PROBE_HOST, probe_sock.getsockname()[1])
         following = asyncio.ensure_future(follow)
         try:
-            await serve(sidecar, sock, probe_sock=probe_sock)
+            await serve(sidecar, sock, probe_sock=probe_sock, max_header_bytes=settings.max_header_bytes)
         finally:
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,10 @@ check cross references. Each step collects problems rather than stopping at the 
 running ``detour validate`` sees everything wrong at once. The environment is passed in, never
 read here, and the only I/O is `load_config_file` reading its file.
 
-Expanded values are often API keys: no message ever quotes one (see `_scrub`).
+Expanded values are often API keys: no message ever quotes one (see `_scrub`). Nor does a message
+quote a value written in the file: a YAML value that cannot be converted (``api_key: !!int sk-…``)
+is named by its path, line and tag only. Whatever goes wrong while loading is a `ConfigError`; an
+unexpected exception is reported by its type alone, never by its message (which may quote the text).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -50,7 +54,7 @@ def load_config_file(path: str | os.PathLike[str], *, env: Mapping[str, str]) ->
     try:
         with open(name, encoding="utf-8") as handle:
             text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([ConfigProblem("", f"cannot read config file {name}: {reason}")]) from exc
     return load_config_text(text, source=f"file:{name}", env=env)
@@ -60,7 +64,24 @@ def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> Loade
     """Parse, expand and validate `text`; raise `ConfigError` carrying every problem found.
 
     Cross-field checks need a built model, so they report only once the schema errors are fixed.
+    Nothing else escapes: an exception no step expected (a regex too deeply nested for `re`, a
+    document too deep to walk) becomes a `ConfigError` naming only the exception's type, and is not
+    chained, so no traceback printed later can quote the text either.
     """
+    try:
+        return _load(text, source, env)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(
+            [ConfigProblem("", "the config is nested too deeply, or an alias refers to itself")]
+        ) from None
+    except Exception as exc:
+        message = f"the config could not be loaded (unexpected {type(exc).__name__})"
+        raise ConfigError([ConfigProblem("", message)]) from None
+
+
+def _load(text: str, source: str, env: Mapping[str, str]) -> LoadedConfig:
     document = parse_yaml_mapping(text)
     document, ignored = _strip_ignored(document)
     warnings = []
@@ -95,9 +116,40 @@ def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> Loade
     )
 
 
+class _UnconvertibleNode(yaml.YAMLError):
+    """A node whose value its tag's constructor could not build; carries the node, not the error."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__(node.tag)
+        self.node = node
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, where a value that cannot be converted is a YAML error like any other.
+
+    The safe constructors convert scalars with Python's own `int`, `float`, `datetime`, `base64`…
+    and let their exceptions escape: `!!int sk-…` raises a `ValueError` quoting the text, and
+    `!!timestamp x` an `AttributeError`. Each is caught at the node that failed (the innermost
+    `construct_object`) and replaced, unchained, by `_UnconvertibleNode`, which keeps only the node.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            raise _UnconvertibleNode(node) from None
+
+
 def parse_yaml_mapping(text: str) -> dict[object, object]:
+    loader = _ConfigLoader(text)
+    root: yaml.Node | None = None
     try:
-        document = yaml.safe_load(text)
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
+    except _UnconvertibleNode as exc:
+        raise ConfigError([_unconvertible(exc.node, root)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -105,10 +157,45 @@ def parse_yaml_mapping(text: str) -> dict[object, object]:
         raise ConfigError([ConfigProblem("", f"invalid YAML{where}: {reason}")]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigProblem("", f"invalid YAML: {exc}")]) from exc
+    except RecursionError:
+        raise ConfigError([ConfigProblem("", "invalid YAML: nested too deeply")]) from None
+    finally:
+        loader.dispose()
     if not isinstance(document, dict):
         found = "an empty document" if document is None else f"a {type(document).__name__}"
         raise ConfigError([ConfigProblem("", f"the config must be a mapping at top level, not {found}")])
     return document
+
+
+def _unconvertible(node: yaml.Node, root: yaml.Node | None) -> ConfigProblem:
+    """The problem for a value its tag cannot convert: path, position and tag, never the text."""
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    where = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+    path, is_key = _node_path(root, node) if root is not None else ("", False)
+    what = "a key" if is_key else "the value"
+    return ConfigProblem(path, f"{what} at {where} is not a valid {tag}")
+
+
+def _node_path(root: yaml.Node, target: yaml.Node) -> tuple[str, bool]:
+    """The YAML path of `target` in the tree under `root`, and whether it is a mapping key there.
+
+    Walked without recursion (the tree may be as deep as the composer allowed); a node that is not
+    found (it should always be) gives the empty path, and the problem still names its line.
+    """
+    pending: list[tuple[yaml.Node, str]] = [(root, "")]
+    while pending:
+        node, path = pending.pop()
+        if node is target:
+            return path, False
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key is target:
+                    return path, True
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                pending.append((value, key_path(path, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, index_path(path, i)) for i, item in enumerate(node.value))
+    return "", False
 
 
 def _strip_ignored(document: dict[object, object]) -> tuple[dict[object, object], list[str]]:

@@ -4,6 +4,9 @@ The kubelet updates a ConfigMap volume by writing a new timestamped directory an
 re-pointing the `..data` symlink, so the file's own mtime may never change; what changes is where
 the path resolves to, and its content. Polling the resolved path and a content hash catches both,
 costs one stat per interval, and needs no inotify support from the node.
+
+`run` never ends but by cancellation: a check that fails unexpectedly is handed to `on_error` (by
+default: logged by its type) and the next interval checks again.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ log = logging.getLogger("detour.config")
 
 class FileWatcher:
     def __init__(
-        self, path: str, on_change: Callable[[str], Awaitable[None]], *, interval_s: float = 0.5
+        self,
+        path: str,
+        on_change: Callable[[str], Awaitable[None]],
+        *,
+        interval_s: float = 0.5,
+        on_error: Callable[[Exception], Awaitable[None]] | None = None,
     ) -> None:
         self.path = path
         self._on_change = on_change
+        self._on_error = on_error
         self._interval_s = interval_s
         self._seen: tuple[str, float, int] | None = None
         self._digest: str | None = None
@@ -43,7 +52,21 @@ class FileWatcher:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            await self.check()
+            try:
+                await self.check()
+            except Exception as exc:
+                await self._failed(exc)
+
+    async def _failed(self, exc: Exception) -> None:
+        if self._on_error is not None:
+            try:
+                await self._on_error(exc)
+                return
+            except Exception as again:
+                exc = again
+        log.error(
+            "config file %s: unexpected %s while checking it; watching on", self.path, type(exc).__name__
+        )
 
     async def check(self) -> None:
         try:
@@ -55,8 +78,9 @@ class FileWatcher:
         self._seen = signature
         try:
             text = await asyncio.to_thread(read_text, self.path)
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("config file %s could not be read: %s", self.path, exc)
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            log.warning("config file %s could not be read: %s", self.path, reason)
             return
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:

@@ -4,6 +4,11 @@
 becomes the active one: valid → applied atomically (in-flight requests keep their snapshot);
 invalid, deleted or missing its key → rejected, the last good config stays active, and the outcome
 is logged, counted and — for a ConfigMap — posted as a Kubernetes Event on it.
+
+A reload never raises into the source that offered it (docs/architecture.md §8): anything unexpected
+while loading, applying or reporting is logged by the exception's type and where it was raised —
+never its message, which may quote a key — counted in `ReloadStatus.failed`, and the source goes on
+watching with the last good config active.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import datetime
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +36,13 @@ class ReloadStatus:
 
     source: str
     version: str | None = None
-    last_result: str = "pending"  # applied | rejected | missing | pending
+    last_result: str = "pending"  # applied | rejected | missing | failed | pending
     last_problems: list[str] = field(default_factory=list)
     last_change_at: float | None = None
     applied: int = 0
     rejected: int = 0
+    failed: int = 0  # unexpected exceptions while following the source (a bug, not a config problem)
+    last_failure: str | None = None  # the type of the latest one; never its message
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -45,6 +53,8 @@ class ReloadStatus:
             "last_change_at": self.last_change_at,
             "applied": self.applied,
             "rejected": self.rejected,
+            "failed": self.failed,
+            "last_failure": self.last_failure,
         }
 
 
@@ -65,7 +75,49 @@ class ConfigReloader:
         self._last_missing: str | None = None
 
     async def offer_text(self, text: str, *, origin: str, uid: str | None = None) -> bool:
-        """Validate and apply `text`; returns whether it is now the active config."""
+        """Validate and apply `text`; returns whether it is now the active config. Never raises but
+        for cancellation: an unexpected failure is recorded (`record_failure`) and returns False."""
+        try:
+            return await self._offer_text(text, origin=origin, uid=uid)
+        except Exception as exc:
+            await self.record_failure(exc, during=f"reloading config from {origin}", uid=uid)
+            return False
+
+    async def offer_missing(self, problem: str, *, uid: str | None = None) -> None:
+        """The source has no config (ConfigMap deleted, key missing): keep serving the last good one."""
+        try:
+            await self._offer_missing(problem, uid=uid)
+        except Exception as exc:
+            await self.record_failure(
+                exc, during=f"handling a missing config from {self.status.source}", uid=uid
+            )
+
+    async def record_failure(self, exc: BaseException, *, during: str, uid: str | None = None) -> None:
+        """Something unexpected happened while following the source: log it by type (no message:
+        it may quote a value), count it, and keep the last good config. The caller goes on."""
+        name = self._note_failure(exc, during)
+        keeping = (
+            f"version {self.status.version} stays active"
+            if self.status.version
+            else "no config is active yet"
+        )
+        self._record("failed", [f"unexpected {name} while {during}; {keeping}"])
+        await self._tell("ReloadFailed", f"unexpected {name} while {during}; {keeping}", True, uid)
+
+    def _note_failure(self, exc: BaseException, during: str) -> str:
+        name = type(exc).__name__
+        self.status.failed += 1
+        self.status.last_failure = name
+        log.error(
+            "unexpected %s while %s (raised at %s); the last good config stays active and the source "
+            "is still followed",
+            name,
+            during,
+            _raised_at(exc),
+        )
+        return name
+
+    async def _offer_text(self, text: str, *, origin: str, uid: str | None) -> bool:
         try:
             loaded = load_config_text(text, source=origin, env=self._env)
         except ConfigError as exc:
@@ -93,8 +145,7 @@ class ConfigReloader:
         await self._tell("ConfigApplied", f"routing config version {loaded.version} applied", False, uid)
         return True
 
-    async def offer_missing(self, problem: str, *, uid: str | None = None) -> None:
-        """The source has no config (ConfigMap deleted, key missing): keep serving the last good one."""
+    async def _offer_missing(self, problem: str, *, uid: str | None) -> None:
         if problem == self._last_missing:
             return
         self._last_missing = problem
@@ -119,13 +170,26 @@ class ConfigReloader:
     async def _tell(self, reason: str, message: str, warning: bool, uid: str | None) -> None:
         async with self._changed:
             self._changed.notify_all()
-        if self._report is not None:
+        if self._report is None:
+            return
+        try:
             await self._report(reason, message, warning, uid)
+        except Exception as exc:  # reporting is best effort; the outcome stands and is logged
+            self._note_failure(exc, f"reporting {reason}")
 
 
 def _rejection_message(problems: list[str], version: str | None) -> str:
     keeping = f"version {version} stays active" if version else "no config is active yet"
     return f"{len(problems)} problem(s); {keeping}: " + "; ".join(problems)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where `exc` was raised, as ``file:line in function``: enough to find a bug, no values."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
 
 
 def utc_now() -> datetime.datetime:

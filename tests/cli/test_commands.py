@@ -11,7 +11,8 @@ import sys
 import httpx
 import pytest
 
-from sidecar.cli.main import main
+from sidecar.cli.main import build_parser, main
+from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
 
 SEED = pathlib.Path(__file__).resolve().parent.parent / "config" / "fixtures" / "seed-routing-strategies.yaml"
 SEED_ENV = {
@@ -57,6 +58,37 @@ routing:
     assert "routing.rules[0].matcher.model_pattern" in out
 
 
+def test_validate_of_a_value_its_yaml_tag_cannot_convert_names_it_and_never_prints_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        """
+providers:
+  p:
+    type: openai
+    api_key: !!int sk-secret123
+routing:
+  rules:
+    - {name: all, matcher: {always: true}, primary: p}
+"""
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli.main", "validate", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "error: providers.p.api_key: the value at line 5, column 14 is not a valid !!int" in result.stdout
+    assert f"{config}: 1 error(s)" in result.stdout
+    assert "sk-secret123" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_validate_of_a_missing_file_exits_1(tmp_path: pathlib.Path) -> None:
     assert main(["validate", str(tmp_path / "nope.yaml")]) == 1
 
@@ -100,6 +132,35 @@ routing:
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "sk-secret-in-env" not in stderr
+
+
+def test_the_header_cap_comes_from_the_flag_else_the_environment_else_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DETOUR_MAX_HEADER_BYTES", raising=False)
+    assert build_parser().parse_args(["serve", "--config", "r.yaml"]).max_header_bytes is None
+    assert DEFAULT_MAX_HEADER_BYTES == 64 * 1024
+    monkeypatch.setenv("DETOUR_MAX_HEADER_BYTES", "8192")
+    assert build_parser().parse_args(["serve", "--config", "r.yaml"]).max_header_bytes == 8192
+    flag = ["serve", "--config", "r.yaml", "--max-header-bytes", "4096"]
+    assert build_parser().parse_args(flag).max_header_bytes == 4096
+
+
+@pytest.mark.parametrize(("env", "flag"), [("0", None), ("64k", None), (None, "-1"), (None, "lots")], ids=str)
+def test_a_header_cap_that_is_not_a_positive_integer_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: str | None, flag: str | None
+) -> None:
+    if env is None:
+        monkeypatch.delenv("DETOUR_MAX_HEADER_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("DETOUR_MAX_HEADER_BYTES", env)
+    args = ["serve", "--config", "r.yaml"] + (["--max-header-bytes", flag] if flag else [])
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+
+    assert exited.value.code == 2
+    assert "--max-header-bytes: expected a positive integer" in capsys.readouterr().err
 
 
 def test_the_demo_shows_failover_and_recovery_through_the_openai_sdk() -> None:

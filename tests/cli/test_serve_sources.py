@@ -86,6 +86,34 @@ async def test_serve_reloads_a_changed_file_and_rejects_a_broken_one(tmp_path: p
     assert state["config"]["version"] == state["reload"]["version"]
 
 
+async def test_serve_rejects_a_value_its_yaml_tag_cannot_convert_and_applies_the_next_file(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = tmp_path / "routes.yaml"
+    async with SimulatedProvider("openai") as first, SimulatedProvider("openai") as second:
+        config.write_text(routes(first))
+        async with detour("--config", str(config), "--reload-interval", "0.05") as running:
+            assert await running.served_by() == "p0"
+            config.write_text(
+                routes(second).replace("type: openai\n", "type: openai\n    api_key: !!int sk-secret123\n")
+            )
+            rejected = await running.line_containing("rejected; the last good config stays active")
+            problem = await running.line_containing("providers.p0.api_key")
+            assert await running.served_by() == "p0"
+            config.write_text(routes(second))
+            await running.line_containing("applied from file:")
+            assert await running.served_by() == "p0"
+            async with httpx.AsyncClient(base_url=running.url) as client:
+                state = (await client.get("/admin/state")).json()
+
+    assert "is not a valid !!int" in problem
+    assert f"file:{config}" in rejected
+    assert "sk-secret123" not in "".join(running.log)
+    assert (len(first.requests), len(second.requests)) == (2, 1), "the file after the bad one is applied"
+    assert state["reload"]["last_result"] == "applied"
+    assert (state["reload"]["applied"], state["reload"]["rejected"], state["reload"]["failed"]) == (2, 1, 0)
+
+
 async def test_serve_follows_a_configmap_and_reports_to_it(tmp_path: pathlib.Path) -> None:
     async with (
         FakeKubeAPI() as api,
@@ -115,6 +143,23 @@ async def test_serve_follows_a_configmap_and_reports_to_it(tmp_path: pathlib.Pat
     assert warning["involvedObject"]["name"] == "routes"
     assert state["reload"]["source"] == "configmap:apps/routes"
     assert state["config"]["source"].startswith("configmap:apps/routes@")
+
+
+async def test_serve_caps_request_heads_at_max_header_bytes(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "routes.yaml"
+    async with SimulatedProvider("openai") as upstream:
+        config.write_text(routes(upstream))
+        async with detour("--config", str(config), "--max-header-bytes", "4096") as running:
+            async with httpx.AsyncClient(base_url=running.url) as client:
+                small = await client.get("/healthz", headers={"x-pad": "a" * 3000})
+                large = await client.get("/healthz", headers={"x-pad": "a" * 5000})
+            assert await running.served_by() == "p0"
+            logged = await running.line_containing("request head over 4096 bytes")
+
+    assert small.status_code == 200
+    assert large.status_code == 431
+    assert large.headers["connection"] == "close"
+    assert "answered 431" in logged
 
 
 async def test_serve_refuses_two_config_sources() -> None:

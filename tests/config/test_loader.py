@@ -214,6 +214,78 @@ def test_a_secret_value_never_appears_in_a_config_error(
     assert all(SECRET not in problem.message for problem in caught.value.problems)
 
 
+# A value its YAML tag cannot convert: PyYAML raises Python's own exceptions quoting the text.
+WRITTEN_SECRET = "sk-secret123"
+PROVIDER_LINE = "  openai-primary: {type: openai, api_key: %s}\n"
+UNCONVERTIBLE = f"""\
+providers:
+{PROVIDER_LINE}\
+  openai-backup: {{type: openai}}
+routing:
+  rules:
+    - {{name: d, matcher: {{always: true}}, primary: openai-primary}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "suffix", "problem"),
+    [
+        (f"!!int {WRITTEN_SECRET}", "", "the value at line 2, column 43 is not a valid !!int"),
+        (f"!!float {WRITTEN_SECRET}", "", "the value at line 2, column 43 is not a valid !!float"),
+        (f"!!timestamp {WRITTEN_SECRET}", "", "the value at line 2, column 43 is not a valid !!timestamp"),
+        (f"!!bool {WRITTEN_SECRET}", "", "the value at line 2, column 43 is not a valid !!bool"),
+        ("2026-13-45", "", "the value at line 2, column 43 is not a valid !!timestamp"),
+        ("9" * 5000, "", "the value at line 2, column 43 is not a valid !!int"),
+        (f"[ok, !!int {WRITTEN_SECRET}]", "[1]", "the value at line 2, column 48 is not a valid !!int"),
+        (f"{{!!int {WRITTEN_SECRET}: x}}", "", "a key at line 2, column 44 is not a valid !!int"),
+    ],
+    ids=["int", "float", "timestamp", "bool", "bad-date", "int-too-long", "in-a-list", "a-key"],
+)
+def test_a_value_its_tag_cannot_convert_is_a_config_error_naming_path_line_and_tag_only(
+    value: str, suffix: str, problem: str
+) -> None:
+    text = UNCONVERTIBLE.replace(PROVIDER_LINE, PROVIDER_LINE % value)
+
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+
+    assert caught.value.problems == (ConfigProblem(f"providers.openai-primary.api_key{suffix}", problem),)
+    assert WRITTEN_SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None, "no chained exception whose traceback would quote the value"
+    assert caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("a: " + "[" * 5000 + "]" * 5000, "invalid YAML: nested too deeply", id="deep-yaml"),
+        pytest.param("a: &x [*x]\n", "the config is nested too deeply", id="recursive-alias"),
+        pytest.param(
+            UNCONVERTIBLE.replace("{always: true}", "{model_pattern: 'a{99999999999999999999}'}"),
+            "the config could not be loaded (unexpected OverflowError)",
+            id="regex-overflow",
+        ),
+        pytest.param(
+            UNCONVERTIBLE.replace("{always: true}", "{model_pattern: '" + "(" * 5000 + ")" * 5000 + "'}"),
+            "the config is nested too deeply",
+            id="regex-recursion",
+        ),
+    ],
+)
+def test_an_exception_no_step_expected_is_a_config_error_naming_only_its_type(
+    text: str, message: str
+) -> None:
+    text = text.replace(PROVIDER_LINE, PROVIDER_LINE % "x")
+
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+
+    (problem,) = caught.value.problems
+    assert problem.message.startswith(message)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
 # --- YAML and shape -------------------------------------------------------------------------------
 
 

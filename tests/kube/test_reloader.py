@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import pathlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import httpx
+import pytest
 
 from sidecar.app import Sidecar
+from sidecar.config.loader import LoadedConfig
+from sidecar.kube import follow
+from sidecar.kube.client import core_v1_api
+from sidecar.kube.configmap import ConfigMapRef, ConfigMapWatcher
 from sidecar.kube.files import FileWatcher
+from sidecar.kube.follow import follow_configmap, follow_file
 from sidecar.kube.reload import ConfigReloader
 from sidecar.providers.ratelimit_headers import WaitSource
 from sidecar.routing.limits import LimitDecision, LimitKey, LimitReason
+from tests.support.fake_kube import FakeKubeAPI
 from tests.support.running import config_text, limits_alternative_rule, provider, serve_sidecar
 
 GOOD = config_text({"p": provider("openai", "http://127.0.0.1:9/v1")}, [limits_alternative_rule(["p"])])
@@ -138,3 +150,176 @@ async def test_readyz_turns_ready_with_the_first_valid_config() -> None:
         )
         await reloader.offer_text(GOOD, origin="test@2")
         assert (await client.get("/readyz")).status_code == 200
+
+
+# --- an unexpected failure never ends a reload source ---------------------------------------------
+
+SECRET = "sk-secret-in-an-exception-message"
+
+
+class FailingFirst:
+    """`Sidecar.apply` that raises an unexpected exception (quoting a secret) the first `times` calls."""
+
+    def __init__(self, sidecar: Sidecar, times: int = 1) -> None:
+        self.sidecar = sidecar
+        self.left = times
+
+    def __call__(self, loaded: LoadedConfig) -> object:
+        if self.left:
+            self.left -= 1
+            raise RuntimeError(f"a bug that quotes {SECRET}")
+        return self.sidecar.apply(loaded)
+
+
+@contextlib.asynccontextmanager
+async def background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.ensure_future(coroutine)
+    await asyncio.sleep(0)  # it starts (a file source primes itself) before the test changes anything
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_reloader_whose_apply_raises_counts_it_logs_only_its_type_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sidecar, reports = Sidecar(), Reports()
+    reloader = ConfigReloader(FailingFirst(sidecar), source="test", env={}, report=reports)
+
+    with caplog.at_level(logging.ERROR, logger="detour.config"):
+        assert not await reloader.offer_text(GOOD, origin="test@1", uid="u1")
+
+    status = reloader.status.describe()
+    assert (status["failed"], status["last_failure"], status["last_result"]) == (1, "RuntimeError", "failed")
+    assert (status["applied"], status["rejected"], status["version"]) == (0, 0, None)
+    assert "unexpected RuntimeError while reloading config from test@1" in status["last_problems"][0]
+    assert sidecar.current_table() is None
+    assert "unexpected RuntimeError" in caplog.text
+    assert SECRET not in caplog.text
+    assert reports.seen[-1][0] == "ReloadFailed"
+    assert SECRET not in reports.seen[-1][1]
+
+    assert await reloader.offer_text(GOOD, origin="test@2"), "the same config offered again now applies"
+    assert await reloader.offer_text(OTHER, origin="test@3")
+    assert (reloader.status.applied, reloader.status.failed) == (2, 1)
+    assert reloader.status.last_result == "applied"
+    await sidecar.aclose()
+
+
+async def test_a_reporter_that_raises_is_counted_and_the_config_still_applies() -> None:
+    async def broken_report(reason: str, message: str, warning: bool, uid: str | None) -> None:
+        raise ConnectionError(SECRET)
+
+    sidecar = Sidecar()
+    reloader = ConfigReloader(sidecar.apply, source="test", env={}, report=broken_report)
+
+    assert await reloader.offer_text(GOOD, origin="test@1")
+    assert not await reloader.offer_text(BAD, origin="test@2")
+    await reloader.offer_missing("configmap ns/routes: deleted")
+
+    assert sidecar.current_table() is not None
+    assert (reloader.status.applied, reloader.status.rejected, reloader.status.failed) == (1, 2, 3)
+    assert reloader.status.last_result == "missing", "a failed report does not change the outcome"
+    assert reloader.status.last_failure == "ConnectionError"
+    await sidecar.aclose()
+
+
+async def test_the_file_source_goes_on_after_an_unexpected_failure(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(GOOD)
+    sidecar = Sidecar()
+    reloader = ConfigReloader(FailingFirst(sidecar), source="test", env={})
+
+    async with background(follow_file(str(path), reloader, initial_text=GOOD, interval_s=0.01)) as task:
+        path.write_text(OTHER)
+        await reloader.wait_for(lambda status: status.failed == 1)
+        path.write_text(GOOD)
+        await reloader.wait_for(lambda status: status.applied == 1)
+        assert not task.done()
+
+    table = sidecar.current_table()
+    assert table is not None
+    assert table.version == reloader.status.version
+    assert list(table.providers) == ["p"]
+    await sidecar.aclose()
+
+
+async def test_the_file_watcher_hands_a_failed_check_to_on_error_and_checks_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(GOOD)
+    changes: list[str] = []
+    errors: list[Exception] = []
+    seen_error, seen_two = asyncio.Event(), asyncio.Event()
+
+    async def changed(text: str) -> None:
+        changes.append(text)
+        if len(changes) == 1:
+            raise KeyError(SECRET)
+        seen_two.set()
+
+    async def failed(exc: Exception) -> None:
+        errors.append(exc)
+        seen_error.set()
+
+    watcher = FileWatcher(str(path), changed, interval_s=0.01, on_error=failed)
+    watcher.prime(GOOD)
+    async with background(watcher.run()):
+        path.write_text(OTHER)
+        await asyncio.wait_for(seen_error.wait(), 5)
+        path.write_text(BAD)
+        await asyncio.wait_for(seen_two.wait(), 5)
+
+    assert changes == [OTHER, BAD]
+    assert [type(error) for error in errors] == [KeyError]
+
+
+async def test_the_configmap_source_goes_on_after_an_unexpected_failure(tmp_path: pathlib.Path) -> None:
+    ref = ConfigMapRef("apps", "routes")
+    async with FakeKubeAPI() as api:
+        api.apply_configmap("apps", "routes", {"routes.yaml": GOOD})
+        core_api = core_v1_api(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"))
+        sidecar = Sidecar()
+        reloader = ConfigReloader(FailingFirst(sidecar), source=f"configmap:{ref}", env={})
+        async with background(follow_configmap(ref, reloader, core_api, watch_timeout_s=2)) as task:
+            await reloader.wait_for(lambda status: status.failed == 1)
+            api.apply_configmap("apps", "routes", {"routes.yaml": OTHER})
+            await reloader.wait_for(lambda status: status.applied == 1)
+            assert not task.done()
+
+    table = sidecar.current_table()
+    assert table is not None
+    assert list(table.providers) == ["p", "q"]
+    await sidecar.aclose()
+
+
+async def test_a_configmap_watcher_thread_that_dies_is_counted_and_started_over(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class DiesOnce(ConfigMapWatcher):
+        died = False
+
+        def run(self) -> None:
+            if not DiesOnce.died:
+                DiesOnce.died = True
+                raise ValueError(SECRET)
+            super().run()
+
+    monkeypatch.setattr(follow, "ConfigMapWatcher", DiesOnce)
+    ref = ConfigMapRef("apps", "routes")
+    async with FakeKubeAPI() as api:
+        api.apply_configmap("apps", "routes", {"routes.yaml": GOOD})
+        core_api = core_v1_api(kubeconfig=api.kubeconfig(tmp_path / "kubeconfig"))
+        sidecar = Sidecar()
+        reloader = ConfigReloader(sidecar.apply, source=f"configmap:{ref}", env={})
+        follower = follow_configmap(ref, reloader, core_api, watch_timeout_s=2, restart_s=0.01)
+        async with background(follower):
+            await reloader.wait_for(lambda status: status.applied == 1)
+
+    assert (reloader.status.failed, reloader.status.last_failure) == (1, "ValueError")
+    assert sidecar.current_table() is not None
+    await sidecar.aclose()

@@ -1,0 +1,171 @@
+"""The request head (request line plus headers) is capped where its bytes arrive: over the cap, the
+client gets 431 at once and the connection closes, and nobody else waits (docs/architecture.md §8).
+Raw sockets on 127.0.0.1 against the real server, so every byte of the head is the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from sidecar.app import Sidecar, serve
+from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
+from sidecar.simulate import SimulatedProvider
+from sidecar.sockets import bind_socket
+from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+
+MiB = 1024 * 1024
+
+
+def head(size: int, *, method: str = "GET", path: str = "/healthz", extra: str = "") -> bytes:
+    """A request head of exactly `size` bytes, padded with an `x-pad` header."""
+    start = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{extra}x-pad: "
+    end = "\r\n\r\n"
+    padding = size - len(start) - len(end)
+    assert padding >= 0
+    return (start + "a" * padding + end).encode()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One response with a Content-Length: status, headers (lower-cased names) and body."""
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+    headers = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+@contextlib.asynccontextmanager
+async def serving(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> AsyncIterator[int]:
+    """A sidecar with no config (its probes answer) on a free port, with the given cap; its port."""
+    sidecar = Sidecar()
+    sock = bind_socket("127.0.0.1", 0)
+    task = asyncio.create_task(serve(sidecar, sock, max_header_bytes=max_header_bytes))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sidecar.aclose()
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_a_1_mib_header_gets_431_at_once_while_another_request_is_served() -> None:
+    async with serving() as port, connection(port) as (reader, writer):
+        started = time.perf_counter()
+        answered = asyncio.create_task(read_response(reader))
+        big = head(MiB)
+        writer.write(big[: MiB // 2])  # half the head sent, more to come
+        await writer.drain()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            meanwhile = await client.get("/healthz")
+        with contextlib.suppress(ConnectionError):  # the server may stop reading once it answered
+            writer.write(big[MiB // 2 :])
+            await writer.drain()
+        status, headers, body = await asyncio.wait_for(answered, 5)
+        elapsed = time.perf_counter() - started
+        closed = await asyncio.wait_for(reader.read(), 5)
+
+    assert meanwhile.status_code == 200
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert closed == b"", "the connection is closed after the 431"
+    error = orjson.loads(body)
+    assert error["error"]["code"] == "request_header_fields_too_large"
+    assert error["type"] == "error", "the body is an Anthropic error as well as an OpenAI one"
+    assert elapsed < 0.5, f"the 431 took {elapsed:.3f} s"
+
+
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [
+        (DEFAULT_MAX_HEADER_BYTES - 1, 200),
+        (DEFAULT_MAX_HEADER_BYTES, 200),
+        (DEFAULT_MAX_HEADER_BYTES + 1, 431),
+    ],
+)
+async def test_the_default_cap_is_64_kib_of_request_line_and_headers(size: int, status: int) -> None:
+    async with serving() as port, connection(port) as (reader, writer):
+        writer.write(head(size))
+        await writer.drain()
+        answer = await asyncio.wait_for(read_response(reader), 5)
+
+    assert answer[0] == status
+
+
+async def test_every_request_on_a_kept_alive_connection_is_capped_anew() -> None:
+    async with serving(max_header_bytes=4096) as port, connection(port) as (reader, writer):
+        statuses = []
+        for size in (4000, 4096, 4097):
+            writer.write(head(size))
+            await writer.drain()
+            statuses.append((await asyncio.wait_for(read_response(reader), 5))[0])
+        closed = await asyncio.wait_for(reader.read(), 5)
+
+    assert statuses == [200, 200, 431]
+    assert closed == b""
+
+
+async def test_a_body_read_with_a_head_just_under_the_cap_reaches_the_provider_intact() -> None:
+    """The read that crosses the cap holds the rest of the head and the start of the body."""
+    async with SimulatedProvider("openai") as sim:
+        text = config_text({"p": provider("openai", sim.base_url)}, [limits_alternative_rule(["p"])])
+        async with running_sidecar(text) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            content = "x" * (300 * 1024)
+            body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
+            extra = (
+                "authorization: Bearer sk\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n"
+            )
+            request = head(
+                DEFAULT_MAX_HEADER_BYTES - 10, method="POST", path="/v1/chat/completions", extra=extra
+            )
+            async with connection(port) as (reader, writer):
+                writer.write(request + body)  # one write: head and body arrive in the same reads
+                await writer.drain()
+                status, headers, _ = await asyncio.wait_for(read_response(reader), 10)
+
+    assert status == 200
+    assert headers["x-detour-provider"] == "p"
+    assert sim.requests[0].body["messages"][0]["content"] == content
+
+
+async def test_a_pipelined_head_over_the_cap_lets_the_answer_before_it_finish_then_closes() -> None:
+    async with serving(max_header_bytes=4096) as port, connection(port) as (reader, writer):
+        writer.write(head(200) + head(8192))  # the second request follows before the first is answered
+        await writer.drain()
+        first = await asyncio.wait_for(read_response(reader), 5)
+        rest = await asyncio.wait_for(reader.read(), 5)
+
+    assert first[0] == 200
+    assert rest == b"", "no 431 inside or after the answer in flight: the connection just closes"
+
+
+async def test_bytes_that_are_not_http_still_get_400_not_431() -> None:
+    async with serving(max_header_bytes=4096) as port, connection(port) as (reader, writer):
+        writer.write(b"\x01" * 8192)
+        await writer.drain()
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+
+    assert (status, body) == (400, b"Invalid HTTP request received.")
