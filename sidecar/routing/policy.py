@@ -1,4 +1,5 @@
-"""What each attempt outcome makes the router do: the outcome → action table of SPEC §3.
+"""What each attempt outcome makes the router do: the outcome → action table of
+docs/architecture.md §3.
 
 An attempt that did not answer hands the attempt loop an `AttemptFailure`; `POLICY` says, per
 `Outcome`, whether the same candidate is asked again, whether the failure counts toward the

@@ -13,11 +13,16 @@ import httpx
 import orjson
 import pytest
 
-from sidecar.app import Sidecar, serve
+from sidecar.app import Sidecar
 from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
 from sidecar.simulate import SimulatedProvider
-from sidecar.sockets import bind_socket
-from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
+from tests.support.running import (
+    config_text,
+    limits_alternative_rule,
+    provider,
+    running_sidecar,
+    serve_sidecar,
+)
 
 MiB = 1024 * 1024
 
@@ -46,17 +51,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
 @contextlib.asynccontextmanager
 async def serving(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> AsyncIterator[int]:
     """A sidecar with no config (its probes answer) on a free port, with the given cap; its port."""
-    sidecar = Sidecar()
-    sock = bind_socket("127.0.0.1", 0)
-    task = asyncio.create_task(serve(sidecar, sock, max_header_bytes=max_header_bytes))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await sidecar.aclose()
-        sock.close()
+    async with serve_sidecar(Sidecar(), max_header_bytes=max_header_bytes) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @contextlib.asynccontextmanager

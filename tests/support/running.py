@@ -122,24 +122,16 @@ async def running_sidecar(
         rng=random.Random(seed),
         observers=[observer],
     )
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(serve(sidecar, sock))
-    try:
-        yield RunningSidecar(sidecar, f"http://127.0.0.1:{port}", observer)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await sidecar.aclose()
-        sock.close()
+    async with serve_sidecar(sidecar) as url:
+        yield RunningSidecar(sidecar, url, observer)
 
 
 @contextlib.asynccontextmanager
-async def serve_sidecar(sidecar: Sidecar) -> AsyncIterator[str]:
-    """Serve an already-built sidecar (any config, or none yet) on a free port; yields its URL."""
+async def serve_sidecar(sidecar: Sidecar, **options: Any) -> AsyncIterator[str]:
+    """Serve an already-built sidecar (any config, or none yet) on a free port; yields its URL.
+    `options` go to `sidecar.app.serve` (e.g. `max_header_bytes`)."""
     sock = bind_socket("127.0.0.1", 0)
-    task = asyncio.create_task(serve(sidecar, sock))
+    task = asyncio.create_task(serve(sidecar, sock, **options))
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
