@@ -90,7 +90,7 @@ def plan_injection(
     container = sidecar_container(
         settings,
         image=image,
-        configmap=_name_annotation(annotations, ANNOTATION_CONFIGMAP, settings.configmap, warnings),
+        configmap=_name_annotation(annotations, ANNOTATION_CONFIGMAP, None, warnings) or settings.configmap,
         secret=_name_annotation(annotations, ANNOTATION_SECRET, settings.secret, warnings),
         resources=_resources(annotations, settings, warnings),
         app_name=str(labels.get("app.kubernetes.io/name") or labels.get("app") or SIDECAR_NAME),
@@ -272,7 +272,7 @@ def _mode(annotations: Mapping[str, Any], settings: InjectorSettings, warnings: 
 
 def _name_annotation(
     annotations: Mapping[str, Any], key: str, default: str | None, warnings: list[str]
-) -> Any:
+) -> str | None:
     value = annotations.get(key)
     if value is None:
         return default

@@ -247,24 +247,17 @@ async def test_a_refusal_inside_the_resumed_answer_never_replaces_the_original_e
     assert original_error_only(response)
 
 
-async def test_a_resume_that_stalls_before_new_text_leaves_the_client_with_the_original_error() -> None:
+@pytest.mark.parametrize(
+    "repeats",
+    [0, 3],  # silent, or "Once upon" (only text the client already has) before the stall
+    ids=["silent", "repeating the sent text"],
+)
+async def test_a_resume_that_stalls_before_new_text_leaves_the_client_with_the_original_error(
+    repeats: int,
+) -> None:
     stall = Stall()
-    upstreams = Upstreams(primary=cut_openai(), backup=silent(stall))
-    providers = {
-        "primary": openai_at("primary"),
-        "backup": openai_at("backup", first_token_timeout_secs=0.05),
-    }
-    async with in_memory_detour(resuming(providers), upstreams) as detour:
-        response = await detour.chat(stream=True)
-
-    assert stall.reached.is_set()
-    assert openai_text(response) == SENT
-    assert original_error_only(response)
-
-
-async def test_a_streamed_answer_only_repeating_the_sent_text_before_stalling_is_not_new_text() -> None:
-    stall = Stall()
-    upstreams = Upstreams(primary=cut_openai(), backup=streamed(STORY, keep=3, then=[stall]))  # "Once upon"
+    backup = streamed(STORY, keep=repeats, then=[stall]) if repeats else silent(stall)
+    upstreams = Upstreams(primary=cut_openai(), backup=backup)
     providers = {
         "primary": openai_at("primary"),
         "backup": openai_at("backup", first_token_timeout_secs=0.05),

@@ -348,15 +348,8 @@ async def test_malformed_events_are_dropped_and_counted() -> None:
     assert response.text.rstrip().endswith("data: [DONE]")
 
 
-@pytest.mark.parametrize("client", ["openai", "anthropic"])
-async def test_an_openai_stream_without_done_gets_a_proper_end_from_the_sidecar(client: str) -> None:
-    def without_done(request: Any) -> Any:
-        return sse_response([frame for frame in stream_frames(request, STORY) if frame != DONE])
-
-    upstreams = Upstreams(primary=without_done)
-    async with in_memory_detour(pair("openai"), upstreams) as detour:
-        response = await stream_as(detour, client)
-
+def assert_whole_story_ends_once(response: Any, client: str) -> None:
+    """The whole story, no error, and exactly one end marker of the client's dialect, last."""
     frames = frames_of(response)
     assert text_of(response, client) == STORY
     assert stream_errors(response) == []
@@ -367,6 +360,18 @@ async def test_an_openai_stream_without_done_gets_a_proper_end_from_the_sidecar(
         events = [frame_event(frame) for frame in frames]
         assert events[-1] == "message_stop"
         assert events.count("message_stop") == 1
+
+
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+async def test_an_openai_stream_without_done_gets_a_proper_end_from_the_sidecar(client: str) -> None:
+    def without_done(request: Any) -> Any:
+        return sse_response([frame for frame in stream_frames(request, STORY) if frame != DONE])
+
+    upstreams = Upstreams(primary=without_done)
+    async with in_memory_detour(pair("openai"), upstreams) as detour:
+        response = await stream_as(detour, client)
+
+    assert_whole_story_ends_once(response, client)
 
 
 @pytest.mark.parametrize("client", ["openai", "anthropic"])
@@ -380,16 +385,7 @@ async def test_an_anthropic_stream_without_message_stop_gets_a_proper_end_from_t
     async with in_memory_detour(pair("anthropic"), upstreams) as detour:
         response = await stream_as(detour, client)
 
-    frames = frames_of(response)
-    assert text_of(response, client) == STORY
-    assert stream_errors(response) == []
-    if client == "openai":
-        assert frames[-1] == "data: [DONE]"
-        assert frames.count("data: [DONE]") == 1
-    else:
-        events = [frame_event(frame) for frame in frames]
-        assert events[-1] == "message_stop"
-        assert events.count("message_stop") == 1
+    assert_whole_story_ends_once(response, client)
 
 
 async def test_a_same_dialect_stream_is_passed_on_frame_for_frame() -> None:
