@@ -12,7 +12,8 @@
     ├── UpstreamError               one attempt failed; the attempt loop turns these into outcomes
     │   ├── UpstreamTimeout         no answer in time (connect, headers or first token)
     │   ├── UpstreamConnectError    refused, reset or closed before an answer
-    │   └── UpstreamStreamError     a stream broke after it started
+    │   ├── UpstreamStreamError     a stream broke after it started
+    │   └── MalformedAnswer         a 2xx whose body is not an answer of the provider's dialect
     ├── TranslationError            a request or response cannot be expressed in the other dialect
     ├── SseFramingError             a provider's bytes are not SSE (an event that never ends); the
     │                               router treats the stream as broken
@@ -116,6 +117,11 @@ class UpstreamConnectError(UpstreamError):
 
 class UpstreamStreamError(UpstreamError):
     pass
+
+
+class MalformedAnswer(UpstreamError):
+    """A 2xx whose body is not an answer of the provider's dialect (not JSON, or not a chat
+    completion / message): a failed attempt, never a success passed on."""
 
 
 class TranslationError(DetourError):

@@ -84,8 +84,8 @@ class PassthroughStream:
 @dataclass(frozen=True, slots=True)
 class Exchange:
     upstream_body: bytes
-    # None means the upstream bytes go to the client unchanged.
-    convert_response: Callable[[bytes], bytes] | None
+    # The client's body from the provider's parsed answer; None: the upstream bytes go unchanged.
+    convert_response: Callable[[dict[str, Any]], bytes] | None
     convert_error: Callable[[int, bytes], tuple[int, bytes]] | None
     new_stream_converter: Callable[[], StreamConverter]
 
@@ -115,7 +115,10 @@ def plan_exchange(
             return Exchange(
                 orjson.dumps(upstream), None, None, lambda: PassthroughStream(client, strip_usage=True)
             )
-        upstream_body = raw if upstream_model == requested_model else _with_model(body, upstream_model)
+        if upstream_model == requested_model and not _may_read_differently(raw):
+            upstream_body = raw
+        else:
+            upstream_body = _with_model(body, upstream_model)
         return Exchange(upstream_body, None, None, lambda: PassthroughStream(client))
     if client is Dialect.OPENAI:
         return _openai_client_to_anthropic(body, upstream_model, default_max_tokens, int(now))
@@ -131,8 +134,8 @@ def _openai_client_to_anthropic(
     upstream = openai_to_anthropic_request(body, upstream_model=upstream_model, default_max_tokens=max_tokens)
     include_usage = _asks_for_usage(body)
 
-    def convert_response(raw: bytes) -> bytes:
-        return orjson.dumps(anthropic_to_openai_response(_loads_object(raw), created=created))
+    def convert_response(answer: dict[str, Any]) -> bytes:
+        return orjson.dumps(anthropic_to_openai_response(answer, created=created))
 
     def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
         new_status, payload = anthropic_error_to_openai(status, raw)
@@ -152,8 +155,8 @@ def _anthropic_client_to_openai(body: dict[str, Any], upstream_model: str, reque
         raise TranslationError(reason)
     upstream = anthropic_to_openai_request(body, upstream_model=upstream_model)
 
-    def convert_response(raw: bytes) -> bytes:
-        return orjson.dumps(openai_to_anthropic_response(_loads_object(raw)))
+    def convert_response(answer: dict[str, Any]) -> bytes:
+        return orjson.dumps(openai_to_anthropic_response(answer))
 
     def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
         new_status, payload = openai_error_to_anthropic(status, raw)
@@ -184,14 +187,16 @@ def _is_usage_only(data: str) -> bool:
     return isinstance(chunk, dict) and chunk.get("choices") == []
 
 
-def _loads_object(raw: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise TranslationError(f"the provider's answer is not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise TranslationError("the provider's answer is not a JSON object")
-    return payload
+def _may_read_differently(raw: bytes) -> bool:
+    """Whether a provider might read another `model` or `stream` from these bytes than Detour did.
+
+    JSON parsers disagree on repeated keys (Detour's keeps the last; others keep the first or
+    refuse), and a key may be spelled with escapes (`"mod\\u0065l"`). When the bytes could hold
+    either, the provider is sent Detour's own serialization of what it parsed, so it reads exactly
+    what was routed on (docs/architecture.md §8). The scans run at C speed; the re-serialization is
+    paid only by bodies that need it (and by ASCII-escaped non-ASCII text, which is common but cheap).
+    """
+    return raw.count(b'"model"') != 1 or raw.count(b'"stream"') > 1 or b"\\u" in raw
 
 
 def _with_model(body: dict[str, Any], model: str) -> bytes:

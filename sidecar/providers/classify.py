@@ -32,6 +32,7 @@ class Outcome(Enum):
     TIMEOUT = "timeout"  # no headers, or no first content event, in time
     CONNECT_ERROR = "connect_error"  # refused, reset or closed before an answer
     STREAM_ERROR = "stream_error"  # the body broke or ended before its first content event
+    MALFORMED_ANSWER = "malformed_answer"  # a 2xx whose body is not an answer of its dialect
     TRANSLATION_ERROR = "translation_error"  # the answer could not be put in the client's dialect
     REFUSED = "refused"  # a continuation of a cut stream that cannot be spliced on (resume only)
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from sidecar.dialects import Dialect
+from sidecar.dialects.answers import parse_answer
 from sidecar.dialects.exchange_plan import Exchange
 from sidecar.errors import (
+    MalformedAnswer,
     ResumeRefused,
     TranslationError,
     UpstreamConnectError,
@@ -46,7 +49,7 @@ async def run_attempt(
     headers_in: ClientHeaders,
     *,
     emitter: Callable[[], Emitter] | None,
-    convert_response: Callable[[bytes], bytes] | None,
+    convert_response: Callable[[dict[str, Any]], bytes] | None,
     counters: StreamCounters,
     trace: AttemptTrace | None = None,
 ) -> RoutedResponse | StreamLeg | AttemptFailure:
@@ -66,10 +69,11 @@ async def run_attempt(
                 result = await _failure_from_status(client.dialect, response)
             elif emitter is None:
                 answer = await response.read()
+                parsed = parse_answer(client.dialect, answer)  # a 200 that is no answer fails over
                 if trace is not None:
-                    trace.response_body(answer)
+                    trace.response_answer(parsed)
                 if convert_response is not None:
-                    answer = convert_response(answer)
+                    answer = convert_response(parsed)
                 result = _whole(response, candidate, answer)
             else:
                 leg = StreamLeg(
@@ -88,6 +92,9 @@ async def run_attempt(
     except UpstreamConnectError as exc:
         log.info("provider %s: %s", candidate.provider_id, exc)
         result = AttemptFailure(Outcome.CONNECT_ERROR)
+    except MalformedAnswer as exc:
+        log.warning("provider %s: %s", candidate.provider_id, exc)
+        result = AttemptFailure(Outcome.MALFORMED_ANSWER)
     except UpstreamError as exc:
         log.info("provider %s: %s", candidate.provider_id, exc)
         result = AttemptFailure(Outcome.STREAM_ERROR)

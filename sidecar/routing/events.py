@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sidecar.providers.classify import Outcome
 from sidecar.providers.ratelimit_headers import WaitSource
@@ -76,8 +76,8 @@ class AttemptTrace(Protocol):
     def first_chunk(self) -> None:
         """A streaming attempt received its first chunk of the body."""
 
-    def response_body(self, body: bytes) -> None:
-        """The whole upstream body of a non-streaming answer, in the provider's dialect."""
+    def response_answer(self, answer: dict[str, Any]) -> None:
+        """The parsed upstream answer of a non-streaming request, in the provider's dialect."""
 
     def stream_event(self, event: SseEvent) -> None:
         """An upstream SSE event that may carry usage, the model or the finish reason (only those)."""

@@ -244,7 +244,7 @@ class Router:
         candidate: Candidate,
         body: bytes,
         emitter: Callable[[], Emitter] | None,
-        convert_response: Callable[[bytes], bytes] | None,
+        convert_response: Callable[[dict[str, Any]], bytes] | None,
         request: InboundRequest,
         tally: Tally,
     ) -> RoutedResponse | StreamLeg | AttemptFailure:
@@ -287,6 +287,8 @@ class Router:
             backoff_s *= 2
         if result.outcome is Outcome.TIMEOUT:
             self.counters.timeouts += 1
+        elif result.outcome is Outcome.MALFORMED_ANSWER:
+            self.counters.malformed_answers += 1
         if not policy.circuit:
             self.circuits.release_probe(provider_id, model)
         elif self.circuits.record_failure(provider_id, model, self.clock.monotonic()):

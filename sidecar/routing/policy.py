@@ -14,6 +14,7 @@ alone (one dict lookup, on failures only): it never looks at status codes or tex
 | connect_error     | yes        | yes     | FAIL_OVER                                         |
 | stream_error      | yes        | yes     | FAIL_OVER                                         |
 | timeout           | no         | yes     | FAIL_OVER (a silent provider is not asked again)  |
+| malformed_answer  | no         | yes     | FAIL_OVER (a 200 that is not an answer)           |
 | translation_error | no         | no      | FAIL_OVER                                         |
 | context_length    | no         | no      | FALLBACKS_ONLY: fallbacks of another model        |
 | client_error      | no         | no      | RETURN: the provider's 4xx goes to the client     |
@@ -54,6 +55,9 @@ POLICY: Mapping[Outcome, Policy] = MappingProxyType(
         Outcome.STREAM_ERROR: Policy(Next.FAIL_OVER, retry=True, circuit=True),
         # A silent provider should not be asked again in this request, but it is failing.
         Outcome.TIMEOUT: Policy(Next.FAIL_OVER, circuit=True),
+        # A 200 that is not an answer (a proxy's HTML page, cut JSON) says the provider is broken;
+        # asking it again would likely pay for another generation that is lost the same way.
+        Outcome.MALFORMED_ANSWER: Policy(Next.FAIL_OVER, circuit=True),
         Outcome.TRANSLATION_ERROR: Policy(Next.FAIL_OVER),
         Outcome.CONTEXT_LENGTH: Policy(Next.FALLBACKS_ONLY),
         Outcome.CLIENT_ERROR: Policy(Next.RETURN),

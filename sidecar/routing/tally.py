@@ -27,7 +27,8 @@ class Counters:
     retries: int = 0
     timeouts: int = 0
     circuit_opens: int = 0
-    malformed_events: int = 0
+    malformed_events: int = 0  # stream events dropped as unreadable
+    malformed_answers: int = 0  # 2xx answers that were no answer (each failed over)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sidecar.dialects import Dialect
 from sidecar.routing.events import FailedOver, RateLimited
-from sidecar.telemetry.usage import AnswerFacts, read_body, read_event
+from sidecar.telemetry.usage import AnswerFacts, read_answer, read_event
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -250,9 +250,9 @@ class AttemptSpan:
             self._chunk_at = time.perf_counter()
 
     @_guarded
-    def response_body(self, body: bytes) -> None:
+    def response_answer(self, answer: dict[str, Any]) -> None:
         keep = self._request._owner.capture_content
-        read_body(self._client.dialect, body, self._facts, keep_output=keep)
+        read_answer(self._client.dialect, answer, self._facts, keep_output=keep)
 
     @_guarded
     def stream_event(self, event: SseEvent) -> None:

@@ -29,10 +29,9 @@ class AnswerFacts:
     output: Any = None  # the answer's messages, kept only when content capture is on
 
 
-def read_body(dialect: Dialect, body: bytes, facts: AnswerFacts, *, keep_output: bool = False) -> None:
-    payload = _loads(body)
-    if not isinstance(payload, dict):
-        return
+def read_answer(
+    dialect: Dialect, payload: dict[str, Any], facts: AnswerFacts, *, keep_output: bool = False
+) -> None:
     _model(payload, facts)
     if dialect is Dialect.ANTHROPIC:
         _anthropic_usage(payload.get("usage"), facts)

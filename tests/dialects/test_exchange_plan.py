@@ -105,9 +105,7 @@ def test_an_openai_client_on_an_anthropic_provider_is_translated_both_ways() -> 
     )
     assert exchange.convert_response is not None
     assert exchange.convert_error is not None
-    answer = orjson.loads(
-        exchange.convert_response(orjson.dumps(load_json("anthropic_message_tool_use.json")))
-    )
+    answer = orjson.loads(exchange.convert_response(load_json("anthropic_message_tool_use.json")))
     assert (answer["object"], answer["created"]) == ("chat.completion", 1_764_000_000)
     error = orjson.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     status, converted = exchange.convert_error(529, error)
@@ -140,9 +138,30 @@ def test_a_request_the_other_dialect_cannot_express_makes_the_candidate_ineligib
         plan(client, provider, body, "m")
 
 
-@pytest.mark.parametrize(("raw", "says"), [(b"<html>", "not JSON"), (b"[1]", "not a JSON object")])
-def test_an_answer_that_is_not_a_json_object_cannot_be_translated(raw: bytes, says: str) -> None:
-    exchange = plan(OPENAI, ANTHROPIC, openai_request(HI), "claude-sonnet-4-5")
-    assert exchange.convert_response is not None
-    with pytest.raises(TranslationError, match=says):
-        exchange.convert_response(raw)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "cheap", "messages": [], "model": "dear"}',  # repeated: parsers disagree
+        b'{"model": "cheap", "messages": [], "mod\\u0065l": "dear"}',  # the same key, escaped
+        b'{"model": "dear", "messages": [], "stream": true, "stream": false}',
+    ],
+)
+def test_a_body_a_provider_could_read_differently_is_sent_as_detour_parsed_it(raw: bytes) -> None:
+    body = orjson.loads(raw)
+    exchange = plan_exchange(
+        OPENAI, OPENAI, body=body, raw=raw, requested_model="dear", upstream_model="dear",
+        default_max_tokens=1024, now=0,
+    )  # fmt: skip
+    sent = exchange.upstream_body
+    assert sent.count(b'"model"') == 1
+    assert b"\\u" not in sent
+    assert orjson.loads(sent) == body
+
+
+def test_an_ordinary_body_goes_upstream_byte_for_byte() -> None:
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": false}'
+    exchange = plan_exchange(
+        OPENAI, OPENAI, body=orjson.loads(raw), raw=raw, requested_model="m", upstream_model="m",
+        default_max_tokens=1024, now=0,
+    )  # fmt: skip
+    assert exchange.upstream_body is raw

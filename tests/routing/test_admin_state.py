@@ -256,5 +256,6 @@ def test_circuit_evictions_are_counted_with_the_other_counters(clock: Clock) -> 
         "timeouts": 0,
         "circuit_opens": 0,
         "malformed_events": 0,
+        "malformed_answers": 0,
         "circuit_evictions": 15,
     }

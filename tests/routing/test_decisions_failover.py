@@ -132,6 +132,45 @@ async def test_a_body_cut_half_way_is_retried_like_a_lost_connection() -> None:
     assert (response.headers["x-detour-provider"], response.headers["x-detour-attempts"]) == ("primary", "2")
 
 
+def answered_200(body: bytes, content_type: str = "application/json") -> Any:
+    def handle(request: Any) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": content_type}, stream=ScriptedBody([body]))
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>502 Bad Gateway</body></html>",  # a proxy's page with the wrong status
+        b'{"object": "list", "data": []}',  # JSON, but not a chat completion
+        b'{"id": "chatcmpl-1", "choices": [',  # cut short, yet whole as far as HTTP can tell
+    ],
+)
+async def test_a_200_that_is_no_answer_fails_over_without_a_retry_and_is_counted(body: bytes) -> None:
+    upstreams = Upstreams(primary=answered_200(body))
+    async with in_memory_detour(pair(), upstreams) as detour:
+        response = await detour.chat()
+        counters = await detour.counters()
+
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "Hello there."
+    assert upstreams.order == ["primary", "backup"], "not asked again: it would be paid for again"
+    assert (counters["malformed_answers"], counters["retries"]) == (1, 0)
+
+
+async def test_a_200_that_is_no_answer_from_the_only_candidate_is_a_502_never_a_success() -> None:
+    providers = {"primary": anthropic_at("primary")}
+    text = config_text(providers, [limits_alternative_rule(["primary"], [])])
+    upstreams = Upstreams(primary=answered_200(b'{"type": "message"}'))
+    async with in_memory_detour(text, upstreams) as detour:
+        response = await detour.messages()
+
+    assert response.status_code == 502
+    assert response.json()["type"] == "error"
+    assert "malformed_answer" in response.json()["error"]["message"]
+
+
 async def test_when_every_candidate_fails_the_client_gets_502_in_its_dialect_naming_the_failures() -> None:
     providers = {
         "primary": anthropic_at("primary", max_retries=0),

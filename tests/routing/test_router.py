@@ -135,6 +135,7 @@ def test_every_failure_outcome_has_exactly_one_row_in_the_policy_table() -> None
         (Outcome.CONNECT_ERROR, Next.FAIL_OVER, True, True),
         (Outcome.STREAM_ERROR, Next.FAIL_OVER, True, True),
         (Outcome.TIMEOUT, Next.FAIL_OVER, False, True),
+        (Outcome.MALFORMED_ANSWER, Next.FAIL_OVER, False, True),
         (Outcome.TRANSLATION_ERROR, Next.FAIL_OVER, False, False),
         (Outcome.CONTEXT_LENGTH, Next.FALLBACKS_ONLY, False, False),
         (Outcome.CLIENT_ERROR, Next.RETURN, False, False),
@@ -158,6 +159,7 @@ def test_the_texts_outcomes_are_shown_as_at_the_edges_do_not_change() -> None:
         "TIMEOUT": "timeout",
         "CONNECT_ERROR": "connect_error",
         "STREAM_ERROR": "stream_error",
+        "MALFORMED_ANSWER": "malformed_answer",
         "TRANSLATION_ERROR": "translation_error",
         "REFUSED": "refused",
     }

@@ -9,7 +9,7 @@ import pytest
 
 from sidecar.dialects import Dialect
 from sidecar.dialects.sse import SseEvent
-from sidecar.telemetry.usage import AnswerFacts, read_body, read_event
+from sidecar.telemetry.usage import AnswerFacts, read_answer, read_event
 
 
 def _facts(dialect: Dialect, *payloads: Any, events: bool = False) -> AnswerFacts:
@@ -21,7 +21,7 @@ def _facts(dialect: Dialect, *payloads: Any, events: bool = False) -> AnswerFact
                 dialect, SseEvent(data if isinstance(data, str) else orjson.dumps(data).decode(), name), facts
             )
         else:
-            read_body(dialect, payload if isinstance(payload, bytes) else orjson.dumps(payload), facts)
+            read_answer(dialect, payload, facts)
     return facts
 
 
@@ -52,8 +52,8 @@ def _facts(dialect: Dialect, *payloads: Any, events: bool = False) -> AnswerFact
             ("claude-sonnet-4-5", 125, 9, ["max_tokens"]),
         ),
         (Dialect.OPENAI, {"model": "m", "choices": [], "usage": None}, ("m", None, None, [])),
-        (Dialect.OPENAI, b"not json", (None, None, None, [])),
-        (Dialect.ANTHROPIC, [1, 2], (None, None, None, [])),
+        (Dialect.OPENAI, {"choices": "not a list", "usage": []}, (None, None, None, [])),
+        (Dialect.ANTHROPIC, {"content": [], "usage": "none", "stop_reason": 3}, (None, None, None, [])),
         (Dialect.OPENAI, {"usage": {"prompt_tokens": "many"}}, (None, None, None, [])),
     ],
 )
@@ -102,9 +102,9 @@ def test_unreadable_events_are_ignored() -> None:
 
 
 def test_the_answer_is_kept_only_when_asked() -> None:
-    body = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "Hi"}}]})
+    body = {"choices": [{"message": {"role": "assistant", "content": "Hi"}}]}
     kept, dropped = AnswerFacts(), AnswerFacts()
-    read_body(Dialect.OPENAI, body, kept, keep_output=True)
-    read_body(Dialect.OPENAI, body, dropped)
+    read_answer(Dialect.OPENAI, body, kept, keep_output=True)
+    read_answer(Dialect.OPENAI, body, dropped)
     assert kept.output == [{"role": "assistant", "content": "Hi"}]
     assert dropped.output is None
