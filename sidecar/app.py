@@ -9,18 +9,28 @@ router and feeds the active-limits gauge, but the caller owns its flush and shut
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import socket
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig
-from sidecar.ingress.asgi import DetourASGI
-from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES, header_capped_protocol
+from sidecar.ingress.asgi import DEFAULT_MAX_BODY_BYTES, DetourASGI
+from sidecar.ingress.http_protocol import (
+    DEFAULT_BODY_TIMEOUT_SECS,
+    DEFAULT_HEADER_TIMEOUT_SECS,
+    DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+    ConnectionLimits,
+    guarded_protocol,
+)
 from sidecar.kube.reload import ReloadStatus
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import HttpxTransport, Transport
@@ -100,13 +110,122 @@ class Sidecar:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
+DEFAULT_SHUTDOWN_GRACE_SECS = 20.0  # below Kubernetes' default terminationGracePeriodSeconds (30 s)
+SHUTDOWN_MARGIN_S = 2.0  # beyond the grace: cutting what is left and closing the provider clients
+_DRAIN_POLL_S = 0.05  # how often a draining server looks at what is still in flight
+_CUT_SETTLE_S = 0.1  # after the cut: time for requests to see their client gone, before cancelling
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with Detour's shutdown (docs/operations.md, "Shutdown").
+
+    On SIGTERM (or SIGINT) it stops accepting, closes idle connections, lets requests and streams in
+    flight finish for up to `grace_secs`, then closes the connections still open — their requests
+    see `http.disconnect` and end, closing their upstream streams — and cancels what is still
+    running (a request waiting on a provider). uvicorn's own shutdown cancels the tasks instead,
+    which logs a traceback per request and leaves slow readers' connections to the caller.
+
+    The sidecar's servers (API, probes, admin) are `peers`: uvicorn chains their signal handlers, so
+    only the last one installed sees the signal; it tells the others at once, so every port drains
+    within the same grace."""
+
+    def __init__(self, config: uvicorn.Config, *, name: str, grace_secs: float) -> None:
+        super().__init__(config)
+        self.name = name
+        self.grace_secs = grace_secs
+        self.peers: Sequence[DrainingServer] = ()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        for peer in self.peers:
+            peer.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()  # idle: closed now; busy: closed once its response is complete
+        await asyncio.sleep(0)  # the listeners' close completes before anyone is told it did
+        log.info(
+            "%s port closed to new connections; %d request(s) in flight get up to %g s",
+            self.name,
+            len(state.tasks),
+            self.grace_secs,
+        )
+        try:
+            async with asyncio.timeout(self.grace_secs):
+                # uvicorn signals neither a request's end nor a connection's close: poll, as it does.
+                while state.connections or state.tasks:  # noqa: ASYNC110
+                    await asyncio.sleep(_DRAIN_POLL_S)
+        except TimeoutError:
+            await self._cut()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _cut(self) -> None:
+        state = self.server_state
+        log.warning(
+            "%s port: shutdown grace of %g s over; closing %d connection(s), %d request(s) in flight",
+            self.name,
+            self.grace_secs,
+            len(state.connections),
+            len(state.tasks),
+        )
+        for connection in list(state.connections):
+            connection.transport.abort()  # now: a slow reader's unsent buffer is dropped, not flushed
+        if not state.tasks:
+            return
+        _, running = await asyncio.wait(set(state.tasks), timeout=_CUT_SETTLE_S)
+        if not running:
+            return
+        # Requests still waiting on a provider: cancelled. uvicorn would log a traceback for each;
+        # the cut is logged above, once.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        quiet = _CancelledRequests()
+        uvicorn_log.addFilter(quiet)
+        try:
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=_CUT_SETTLE_S)
+        finally:
+            uvicorn_log.removeFilter(quiet)
+
+
+class _CancelledRequests(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" traceback of a request cancelled at the cut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 def make_server(
-    app: Any, *, log_level: str = "warning", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-) -> uvicorn.Server:
+    app: Any,
+    *,
+    name: str = "API",
+    log_level: str = "warning",
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS,
+    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS,
+    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS,
+) -> DrainingServer:
+    """One uvicorn server for `app`; the limits apply to each of its connections (docs/operations.md)."""
+    limits = ConnectionLimits(
+        max_header_bytes=max_header_bytes,
+        header_timeout_secs=header_timeout_secs,
+        body_timeout_secs=body_timeout_secs,
+        keepalive_timeout_secs=keepalive_timeout_secs,  # kept by the protocol, not uvicorn's timer
+        max_connections=max_connections,
+    )
     config = uvicorn.Config(
         app,
         loop="none",
-        http=header_capped_protocol(max_header_bytes),  # httptools, with a cap on the request head
+        http=guarded_protocol(limits),  # httptools, with Detour's per-connection limits
+        ws="none",  # no WebSocket endpoint: an upgrade must not switch to an unguarded protocol
         lifespan="off",
         access_log=False,
         # Pod-local: there is no proxy in front whose X-Forwarded-* headers to trust, and no reason
@@ -115,9 +234,8 @@ def make_server(
         server_header=False,
         date_header=False,
         log_level=log_level,
-        timeout_graceful_shutdown=5,
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config, name=name, grace_secs=shutdown_grace_secs)
 
 
 async def serve(
@@ -125,23 +243,46 @@ async def serve(
     sock: socket.socket,
     *,
     probe_sock: socket.socket | None = None,
+    admin_sock: socket.socket | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS,
+    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS,
+    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully.
 
     With `probe_sock`, `/healthz` and `/readyz` are also served there (and nothing else), so the
-    kubelet can probe the pod IP while the API stays on loopback. `max_header_bytes` caps each
-    request's line and headers on both (431 beyond)."""
-    listeners = [(make_server(sidecar.asgi, max_header_bytes=max_header_bytes), sock)]
+    kubelet can probe the pod IP while the API stays on loopback. With `admin_sock`, `/admin/*` is
+    served there only (404 on the API port). The connection limits apply to every port, each port
+    counting its own connections; `max_body_bytes` to the API's requests (docs/operations.md)."""
+    server_for = functools.partial(
+        make_server,
+        max_header_bytes=max_header_bytes,
+        header_timeout_secs=header_timeout_secs,
+        body_timeout_secs=body_timeout_secs,
+        keepalive_timeout_secs=keepalive_timeout_secs,
+        max_connections=max_connections,
+        shutdown_grace_secs=shutdown_grace_secs,
+    )
+    api = DetourASGI(sidecar, admin=admin_sock is None, max_body_bytes=max_body_bytes)
+    listeners = [(server_for(api, name="API"), sock)]
     if probe_sock is not None:
         probes = DetourASGI(sidecar, probes_only=True)
-        listeners.append((make_server(probes, max_header_bytes=max_header_bytes), probe_sock))
+        listeners.append((server_for(probes, name="probe"), probe_sock))
+    if admin_sock is not None:
+        admin = DetourASGI(sidecar, admin_only=True)
+        listeners.append((server_for(admin, name="admin"), admin_sock))
     servers = [server for server, _ in listeners]
+    for server in servers:
+        server.peers = servers
     serving = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in listeners]
     try:
-        # Either server stopping (a signal reaches both) ends the sidecar.
+        # Either server stopping (a signal reaches all of them) ends the sidecar.
         await asyncio.shield(asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
     finally:
         for server in servers:
             server.should_exit = True
-        await asyncio.wait(serving, timeout=6)
+        await asyncio.wait(serving, timeout=shutdown_grace_secs + SHUTDOWN_MARGIN_S)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -54,13 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         "probes; the API stays on --host (env DETOUR_HEALTH_PORT)",
     )
     serve.add_argument(
-        "--max-header-bytes",
-        type=_positive_int,
-        default=os.environ.get("DETOUR_MAX_HEADER_BYTES"),
-        metavar="BYTES",
-        help="cap on a request's line plus headers, answered 431 beyond (default 65536; "
-        "env DETOUR_MAX_HEADER_BYTES)",
+        "--admin-port",
+        type=_port,
+        default=os.environ.get("DETOUR_ADMIN_PORT"),
+        metavar="PORT",
+        help="serve /admin/* on this port (same host as the API) and no longer on the API port "
+        "(default: on the API port; env DETOUR_ADMIN_PORT)",
     )
+    _add_limits(serve)
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
         "--metrics-port",
@@ -168,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         from sidecar.cli.serve import ServeSettings, serve_forever
-        from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
         from sidecar.kube.configmap import ConfigMapRef
         from sidecar.telemetry import TelemetrySettings
 
@@ -188,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             telemetry=TelemetrySettings.from_env(
                 os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
             ),
-            max_header_bytes=args.max_header_bytes or DEFAULT_MAX_HEADER_BYTES,
+            admin_port=args.admin_port,
+            **_given_limits(args),
         )
         return _run(lambda: serve_forever(settings))
     from sidecar.cli.demo import run_demo
@@ -242,9 +244,80 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type for seconds: finite and above zero (`0.3` works)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port to listen on, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
 def _int_env(name: str) -> int | None:
     text = os.environ.get(name)
     return int(text) if text else None
+
+
+# The limits that protect the process (docs/operations.md): flag, type, default, what it bounds.
+# Each also reads DETOUR_<FLAG> from the environment; the flag wins. The defaults live with the code
+# they bound (importing it would load uvicorn for every command): here they are only for --help,
+# and tests/cli/test_serve_limits.py checks that the two agree.
+_LIMITS: tuple[tuple[str, Callable[[str], float], str, str], ...] = (
+    ("--max-header-bytes", _positive_int, "65536", "cap on a request's line plus headers; 431 beyond"),
+    ("--max-body-bytes", _positive_int, "33554432", "cap on a request body; 413 beyond"),
+    (
+        "--header-timeout-secs",
+        _positive_float,
+        "10",
+        "seconds from a connection opening (or its previous request ending) until the request's "
+        "head is complete; 408 beyond (a silent close if nothing was sent)",
+    ),
+    (
+        "--body-timeout-secs",
+        _positive_float,
+        "30",
+        "seconds from a request's head to its whole body; 408 beyond",
+    ),
+    ("--keepalive-timeout-secs", _positive_float, "5", "seconds an idle kept-alive connection is kept"),
+    ("--max-connections", _positive_int, "1024", "open connections per port; 503 beyond"),
+    (
+        "--shutdown-grace-secs",
+        _positive_float,
+        "20",
+        "seconds requests and streams in flight get after SIGTERM before they are cut",
+    ),
+)
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    for flag, kind, default, what in _LIMITS:
+        env = "DETOUR_" + flag[2:].upper().replace("-", "_")
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=os.environ.get(env) or None,  # a string default goes through `type` too
+            metavar={"bytes": "BYTES", "secs": "SECONDS"}.get(flag.rsplit("-", 1)[1], "N"),
+            help=f"{what} (default {default}; env {env})",
+        )
+
+
+def _given_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The limits given by flag or environment, as `ServeSettings` fields; the rest keep defaults."""
+    names = (flag[2:].replace("-", "_") for flag, *_ in _LIMITS)
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _configure_logging(level: str) -> None:

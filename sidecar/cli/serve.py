@@ -14,12 +14,20 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.app import Sidecar, serve
-from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
+from sidecar.app import DEFAULT_SHUTDOWN_GRACE_SECS, Sidecar, serve
+from sidecar.ingress.asgi import DEFAULT_MAX_BODY_BYTES
+from sidecar.ingress.http_protocol import (
+    DEFAULT_BODY_TIMEOUT_SECS,
+    DEFAULT_HEADER_TIMEOUT_SECS,
+    DEFAULT_KEEPALIVE_TIMEOUT_SECS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+)
 from sidecar.kube.configmap import ConfigMapRef
 from sidecar.kube.files import read_text
 from sidecar.kube.reload import ConfigReloader
@@ -43,7 +51,15 @@ class ServeSettings:
     kubeconfig: str | None = None
     health_port: int | None = None  # /healthz and /readyz only, on every interface, for the kubelet
     telemetry: TelemetrySettings | None = None
+    admin_port: int | None = None  # /admin/* there only, on `host`; None: on the API port
+    # The limits that protect the process (docs/operations.md), the flags of the same names.
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line plus headers; 431 beyond
+    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS  # until a head is complete; 408
+    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS  # head complete → body complete; 408
+    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS  # an idle connection is closed
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per port; 503 beyond
+    shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS  # SIGTERM → in-flight work is cut
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # 413 beyond
 
 
 async def serve_forever(settings: ServeSettings) -> int:
@@ -61,23 +77,45 @@ async def serve_forever(settings: ServeSettings) -> int:
         if follow is None:
             return 1
         host, port = _address(settings, sidecar)
-        sock = bind_socket(host, port)
-        probe_sock = (
-            bind_socket(PROBE_HOST, settings.health_port) if settings.health_port is not None else None
-        )
+        sockets: list[socket.socket] = []
+        try:
+            sock = bind_socket(host, port)
+            sockets.append(sock)
+            probe_sock = _bound(sockets, PROBE_HOST, settings.health_port)
+            # The admin port shares the API's host: loopback unless the API itself is exposed.
+            admin_sock = _bound(sockets, host, settings.admin_port)
+        except OSError as exc:  # e.g. a port already taken
+            log.error("could not listen: %s", exc)
+            follow.close()
+            for bound in sockets:
+                bound.close()
+            return 1
         log.info("detour serving on http://%s:%d", host, sock.getsockname()[1])
         if probe_sock is not None:
             log.info("health probes on http://%s:%d", PROBE_HOST, probe_sock.getsockname()[1])
+        if admin_sock is not None:
+            log.info("admin endpoints on http://%s:%d", host, admin_sock.getsockname()[1])
         following = asyncio.ensure_future(follow)
         try:
-            await serve(sidecar, sock, probe_sock=probe_sock, max_header_bytes=settings.max_header_bytes)
+            await serve(
+                sidecar,
+                sock,
+                probe_sock=probe_sock,
+                admin_sock=admin_sock,
+                max_header_bytes=settings.max_header_bytes,
+                header_timeout_secs=settings.header_timeout_secs,
+                body_timeout_secs=settings.body_timeout_secs,
+                keepalive_timeout_secs=settings.keepalive_timeout_secs,
+                max_connections=settings.max_connections,
+                shutdown_grace_secs=settings.shutdown_grace_secs,
+                max_body_bytes=settings.max_body_bytes,
+            )
         finally:
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
-            sock.close()
-            if probe_sock is not None:
-                probe_sock.close()
+            for bound in sockets:
+                bound.close()
     finally:
         await sidecar.aclose()
         if telemetry is not None:
@@ -114,6 +152,15 @@ async def _config_source(settings: ServeSettings, sidecar: Sidecar) -> Coroutine
     if not await reloader.offer_text(text, origin=f"file:{path}"):
         return None  # an invalid file at start-up is fatal; the problems were logged
     return follow_file(path, reloader, initial_text=text, interval_s=settings.reload_interval_s)
+
+
+def _bound(sockets: list[socket.socket], host: str, port: int | None) -> socket.socket | None:
+    """A listening socket on `host:port` (kept in `sockets` for closing), or None without a port."""
+    if port is None:
+        return None
+    sock = bind_socket(host, port)
+    sockets.append(sock)
+    return sock
 
 
 def _address(settings: ServeSettings, sidecar: Sidecar) -> tuple[str, int]:

@@ -38,8 +38,9 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("detour.ingress")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # `detour serve --max-body-bytes`; 413 beyond
 PROBE_PATHS = ("/healthz", "/readyz")
+ADMIN_PREFIX = "/admin/"
 _JSON = (b"content-type", b"application/json")
 
 
@@ -54,10 +55,25 @@ class Runtime(Protocol):
 class DetourASGI:
     """The sidecar's HTTP API. With `probes_only`, just `/healthz` and `/readyz`: that variant is
     what `detour serve --health-port` exposes on every interface for the kubelet, while the API
-    itself (which spends the pod's provider keys) stays on 127.0.0.1."""
+    itself (which spends the pod's provider keys) stays on 127.0.0.1. With `admin_only`, just
+    `/admin/*`, for `detour serve --admin-port`; the API port's app then has `admin=False`, so
+    `/admin/*` is 404 there (docs/operations.md, "What is safe to expose").
 
-    def __init__(self, runtime: Runtime, *, probes_only: bool = False) -> None:
+    `max_body_bytes` caps a request body (413 in the client's dialect beyond)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        probes_only: bool = False,
+        admin_only: bool = False,
+        admin: bool = True,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
         self.runtime = runtime
+        self.max_body_bytes = max_body_bytes
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
             ("POST", "/chat/completions"): self._openai_chat,
@@ -68,7 +84,14 @@ class DetourASGI:
             ("GET", "/admin/state"): self._admin_state,
         }
         if probes_only:
-            self._routes = {key: handler for key, handler in self._routes.items() if key[1] in PROBE_PATHS}
+            self._only(lambda path: path in PROBE_PATHS)
+        elif admin_only:
+            self._only(lambda path: path.startswith(ADMIN_PREFIX))
+        elif not admin:
+            self._only(lambda path: not path.startswith(ADMIN_PREFIX))
+
+    def _only(self, keep: Callable[[str], bool]) -> None:
+        self._routes = {key: handler for key, handler in self._routes.items() if keep(key[1])}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,7 +119,7 @@ class DetourASGI:
         status: int | None = None  # the status sent, for the trace
         try:
             try:
-                raw = await _read_body(receive)
+                raw = await _read_body(receive, self.max_body_bytes)
                 parsed = parse_request(dialect, raw)
                 request = InboundRequest(
                     dialect=dialect,
@@ -155,17 +178,17 @@ class DetourASGI:
         await _send_whole(send, 200, [], orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
+        if message["type"] == "http.disconnect":  # also when the body timed out (http_protocol.py)
             raise RequestError("the client disconnected before sending the whole body", status=499)
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RequestError(f"the request body is larger than {MAX_BODY_BYTES} bytes", status=413)
+        if size > limit:
+            raise RequestError(f"the request body is larger than {limit} bytes", status=413)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -178,8 +201,11 @@ def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
 
 
 def _header_value(value: str) -> bytes:
-    if value.isascii() and value.isprintable():
-        return value.encode("ascii")
+    """UTF-8 as it came (a provider's request id is handed back byte for byte: httpx decoded it as
+    UTF-8, and UTF-8 never encodes CR or LF inside a multi-byte character); a value holding any
+    control character is percent-encoded instead, so it can never split the response."""
+    if value.isprintable():
+        return value.encode("utf-8")
     return quote(value, safe=" !#$%&'()*+,-./:;<=>?@[]^_`{|}~").encode("ascii")
 
 

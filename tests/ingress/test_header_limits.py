@@ -16,6 +16,7 @@ import pytest
 from sidecar.app import Sidecar
 from sidecar.ingress.http_protocol import DEFAULT_MAX_HEADER_BYTES
 from sidecar.simulate import SimulatedProvider
+from tests.ingress.wire import connection, head, port_of, read_response
 from tests.support.running import (
     config_text,
     limits_alternative_rule,
@@ -27,43 +28,11 @@ from tests.support.running import (
 MiB = 1024 * 1024
 
 
-def head(size: int, *, method: str = "GET", path: str = "/healthz", extra: str = "") -> bytes:
-    """A request head of exactly `size` bytes, padded with an `x-pad` header."""
-    start = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{extra}x-pad: "
-    end = "\r\n\r\n"
-    padding = size - len(start) - len(end)
-    assert padding >= 0
-    return (start + "a" * padding + end).encode()
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    """One response with a Content-Length: status, headers (lower-cased names) and body."""
-    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
-    headers = {}
-    for line in lines:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers["content-length"]))
-    return int(status_line.split()[1]), headers, body
-
-
 @contextlib.asynccontextmanager
 async def serving(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> AsyncIterator[int]:
     """A sidecar with no config (its probes answer) on a free port, with the given cap; its port."""
     async with serve_sidecar(Sidecar(), max_header_bytes=max_header_bytes) as url:
-        yield int(url.rsplit(":", 1)[1])
-
-
-@contextlib.asynccontextmanager
-async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        yield port_of(url)
 
 
 async def test_a_1_mib_header_gets_431_at_once_while_another_request_is_served() -> None:
@@ -127,7 +96,7 @@ async def test_a_body_read_with_a_head_just_under_the_cap_reaches_the_provider_i
     async with SimulatedProvider("openai") as sim:
         text = config_text({"p": provider("openai", sim.base_url)}, [limits_alternative_rule(["p"])])
         async with running_sidecar(text) as running:
-            port = int(running.url.rsplit(":", 1)[1])
+            port = port_of(running.url)
             content = "x" * (300 * 1024)
             body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
             extra = (

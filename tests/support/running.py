@@ -113,7 +113,9 @@ async def running_sidecar(
     env: Mapping[str, str] | None = None,
     clock: FakeClock | None = None,
     seed: int = 7,
+    **options: Any,
 ) -> AsyncIterator[RunningSidecar]:
+    """The sidecar of `text` served on a free port; `options` as for `serve_sidecar`."""
     loaded = load_config_text(text, source="test", env=env or {})
     observer = RecordingObserver()
     sidecar = Sidecar(
@@ -122,24 +124,45 @@ async def running_sidecar(
         rng=random.Random(seed),
         observers=[observer],
     )
-    async with serve_sidecar(sidecar) as url:
+    async with serve_sidecar(sidecar, **options) as url:
         yield RunningSidecar(sidecar, url, observer)
 
 
+class ServedURL(str):
+    """The API's URL (a plain `str` to every caller), with the admin listener's when there is one."""
+
+    admin_url: str | None = None
+
+
 @contextlib.asynccontextmanager
-async def serve_sidecar(sidecar: Sidecar, **options: Any) -> AsyncIterator[str]:
+async def serve_sidecar(
+    sidecar: Sidecar, *, admin_port: int | None = None, **options: Any
+) -> AsyncIterator[ServedURL]:
     """Serve an already-built sidecar (any config, or none yet) on a free port; yields its URL.
-    `options` go to `sidecar.app.serve` (e.g. `max_header_bytes`)."""
+
+    `options` go to `sidecar.app.serve` as given: the limits (`max_header_bytes`, `max_body_bytes`,
+    `header_timeout_secs`, `body_timeout_secs`, `keepalive_timeout_secs`, `max_connections`,
+    `shutdown_grace_secs`) and extra listeners (`probe_sock`, `admin_sock`: closed here as well).
+    `admin_port` (0: any free one) binds the admin listener on 127.0.0.1, as `detour serve
+    --admin-port` does; its URL is the yielded URL's `admin_url`."""
     sock = bind_socket("127.0.0.1", 0)
+    url = ServedURL(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    if admin_port is not None:
+        options["admin_sock"] = bind_socket("127.0.0.1", admin_port)
+    if options.get("admin_sock") is not None:
+        url.admin_url = f"http://127.0.0.1:{options['admin_sock'].getsockname()[1]}"
     task = asyncio.create_task(serve(sidecar, sock, **options))
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield url
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sidecar.aclose()
         sock.close()
+        for extra in (options.get("probe_sock"), options.get("admin_sock")):
+            if extra is not None:
+                extra.close()
 
 
 def pair_config(primary: Any, backup: Any, **strategy: Any) -> str:
