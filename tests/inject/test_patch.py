@@ -124,6 +124,24 @@ def test_injecting_the_result_again_changes_nothing() -> None:
     assert again == patched
 
 
+@pytest.mark.parametrize(
+    ("termination_grace", "drain"), [(None, None), (30, "20"), (120, "110"), (9, "6"), (1, "1"), (0, None)]
+)
+def test_the_sidecar_drains_within_the_pods_own_termination_grace_period(
+    termination_grace: int | None, drain: str | None
+) -> None:
+    pod = {**pods.CONTAINER_MODE, "spec": {**pods.CONTAINER_MODE["spec"]}}
+    if termination_grace is not None:
+        pod["spec"]["terminationGracePeriodSeconds"] = termination_grace
+    patched, _ = inject(pod)
+
+    args = patched["spec"]["containers"][-1]["args"]
+    if drain is None:
+        assert "--shutdown-grace-secs" not in args, "the sidecar's default fits the default period"
+    else:
+        assert args[args.index("--shutdown-grace-secs") + 1] == drain
+
+
 def test_container_mode_appends_a_regular_container_without_restart_policy() -> None:
     patched, _ = inject(pods.CONTAINER_MODE)
 
