@@ -73,9 +73,7 @@ def load_config_text(text: str, *, source: str, env: Mapping[str, str]) -> Loade
     except ConfigError:
         raise
     except RecursionError:
-        raise ConfigError(
-            [ConfigProblem("", "the config is nested too deeply, or an alias refers to itself")]
-        ) from None
+        raise ConfigError([ConfigProblem("", "the config is nested too deeply")]) from None
     except Exception as exc:
         message = f"the config could not be loaded (unexpected {type(exc).__name__})"
         raise ConfigError([ConfigProblem("", message)]) from None
@@ -135,18 +133,24 @@ class _ConfigLoader(yaml.SafeLoader):
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep=deep)
-        except yaml.YAMLError:
-            raise
-        except Exception:
+            # Always deep: a collection's constructor finishes inside this call (not later, in
+            # `construct_document`), so its error is caught here, at its node. Cycles were refused
+            # before construction (`_check_expanded_size`).
+            return super().construct_object(node, deep=True)
+        except _UnconvertibleNode:
+            raise  # a node inside this one, already named
+        except Exception:  # a constructor's own error (a tag it does not know, !!binary not base64)
             raise _UnconvertibleNode(node) from None
 
 
 def parse_yaml_mapping(text: str) -> dict[object, object]:
-    loader = _ConfigLoader(text)
+    loader: _ConfigLoader | None = None
     root: yaml.Node | None = None
     try:
+        loader = _ConfigLoader(text)  # its reader already rejects control characters
         root = loader.get_single_node()
+        if root is not None:
+            _check_expanded_size(root)
         document = loader.construct_document(root) if root is not None else None
     except _UnconvertibleNode as exc:
         raise ConfigError([_unconvertible(exc.node, root)]) from None
@@ -160,11 +164,57 @@ def parse_yaml_mapping(text: str) -> dict[object, object]:
     except RecursionError:
         raise ConfigError([ConfigProblem("", "invalid YAML: nested too deeply")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         found = "an empty document" if document is None else f"a {type(document).__name__}"
         raise ConfigError([ConfigProblem("", f"the config must be a mapping at top level, not {found}")])
     return document
+
+
+MAX_EXPANDED_NODES = 100_000  # far beyond any real routes.yaml; a few aliases can make billions
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it beyond `MAX_EXPANDED_NODES` ("billion laughs").
+
+    PyYAML shares an aliased node rather than copying it, but every later step (variable
+    expansion, validation) walks the document as a tree, so a 600-byte file of nested aliases
+    would take minutes and gigabytes. The expanded size is counted on the node graph, each node
+    once (memoized, without recursion), so the check itself is linear in the file.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the current path from the root: meeting one again is a cycle
+    pending: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while pending:
+        node, children_done = pending.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if not children_done:
+            if id(node) in open_nodes:
+                path, _ = _node_path(root, node)
+                where = f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+                message = f"the value at {where} contains an alias to itself"
+                raise ConfigError([ConfigProblem(path, message)]) from None
+            open_nodes.add(id(node))
+            pending.append((node, True))
+            pending.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        open_nodes.discard(id(node))
+        size = 1 + sum(sizes.get(id(child), 0) for child in children)
+        if size > MAX_EXPANDED_NODES:
+            message = f"the config expands to more than {MAX_EXPANDED_NODES:,} values (nested aliases?)"
+            raise ConfigError([ConfigProblem("", message)]) from None
+        sizes[id(node)] = size
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _unconvertible(node: yaml.Node, root: yaml.Node | None) -> ConfigProblem:
@@ -183,8 +233,12 @@ def _node_path(root: yaml.Node, target: yaml.Node) -> tuple[str, bool]:
     found (it should always be) gives the empty path, and the problem still names its line.
     """
     pending: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen: set[int] = set()  # an aliased node is walked once, at its first path
     while pending:
         node, path = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if node is target:
             return path, False
         if isinstance(node, yaml.MappingNode):

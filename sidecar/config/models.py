@@ -113,7 +113,8 @@ class Matcher(_Strict):
             try:
                 return re.compile(value)
             except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+                # The pattern is not quoted (the path names it): it might be a pasted credential.
+                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
     def matches(self, model: str) -> bool:

@@ -10,6 +10,7 @@ dialects) and so cannot live on a single model. Neither reads anything but its a
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -37,10 +38,24 @@ def index_path(parent: str, index: int) -> str:
     return f"{parent}[{index}]"
 
 
+_NAME_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}")
+_CREDENTIAL_PREFIXES = ("sk-", "sk_", "key-", "xai-", "AKIA", "Bearer")
+
+
+def shown(value: object) -> str:
+    """A name written in the config (a key, a provider id, a type), quoted for a message — unless it
+    might be a credential pasted in the wrong place: then only its length is told, so the message,
+    and the log or Event that carries it, never holds a key (docs/operations.md)."""
+    text = str(value)
+    if _NAME_LIKE.fullmatch(text) and not text.startswith(_CREDENTIAL_PREFIXES):
+        return repr(text)
+    return f"(a {len(text)}-character value, not shown)"
+
+
 def did_you_mean(word: str, candidates: Sequence[str]) -> str:
     """A `` (did you mean 'x'?)`` suffix when `word` looks like a typo of a candidate, else ``''``."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {shown(close[0])}?)" if close else ""
 
 
 # --- schema errors ---------------------------------------------------------------------------------
@@ -93,14 +108,14 @@ def _path_of(loc: Loc, data: object) -> str:
 def _message(kind: str, raw: str, ctx: Mapping[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        return f"unknown key {key!r}{did_you_mean(key, _fields_at(loc[:-1], root))}"
+        return f"unknown key {shown(key)}{did_you_mean(key, _fields_at(loc[:-1], root))}"
     if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
     if kind == "union_tag_invalid":
         tag = str(ctx.get("tag", ""))
         expected = str(ctx.get("expected_tags", ""))
         tags = [part.strip().strip("'") for part in expected.split(",")]
-        return f"unknown type {tag!r}{did_you_mean(tag, tags)}; expected one of {expected}"
+        return f"unknown type {shown(tag)}{did_you_mean(tag, tags)}; expected one of {expected}"
     if kind == "too_short" and ctx.get("actual_length") == 0:
         return "must not be empty"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -184,7 +199,9 @@ def check_references(config: DetourConfig) -> tuple[list[ConfigProblem], list[st
         base = index_path("routing.rules", index)
         if rule.name in first_use:
             other = index_path("routing.rules", first_use[rule.name])
-            problems.append(ConfigProblem(f"{base}.name", f"duplicate rule name {rule.name!r} (see {other})"))
+            problems.append(
+                ConfigProblem(f"{base}.name", f"duplicate rule name {shown(rule.name)} (see {other})")
+            )
         else:
             first_use[rule.name] = index
         if rule.strategy is not None and rule.primary is not None:
@@ -196,7 +213,9 @@ def check_references(config: DetourConfig) -> tuple[list[ConfigProblem], list[st
         for path, provider_id in rule_references(rule, base):
             if provider_id not in config.providers:
                 problems.append(
-                    ConfigProblem(path, f"unknown provider {provider_id!r}{did_you_mean(provider_id, known)}")
+                    ConfigProblem(
+                        path, f"unknown provider {shown(provider_id)}{did_you_mean(provider_id, known)}"
+                    )
                 )
         warning = _cross_dialect_warning(rule, base, config.providers)
         if warning:
@@ -246,9 +265,9 @@ def _cross_dialect_warning(rule: Rule, base: str, providers: Mapping[str, Provid
     if not unmapped:
         return None
     other = providers[unmapped[0]].type
-    names = ", ".join(repr(pid) for pid in unmapped)
+    names = ", ".join(shown(pid) for pid in unmapped)
     subject = f"provider {names} has" if len(unmapped) == 1 else f"providers {names} have"
     return (
-        f"{base} ({rule.name!r}): its first provider is {home.value} but {other.value} {subject} "
+        f"{base} ({shown(rule.name)}): its first provider is {home.value} but {other.value} {subject} "
         "neither 'model' nor 'model_map', so the client's model name would be sent unchanged"
     )

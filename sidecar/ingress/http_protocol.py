@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -94,6 +95,8 @@ class GuardedProtocol(HttpToolsProtocol):
     _idle_wait: ClassVar[float] = min(DEFAULT_KEEPALIVE_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS)
     _idle_is_keepalive: ClassVar[bool] = DEFAULT_KEEPALIVE_TIMEOUT_SECS < DEFAULT_HEADER_TIMEOUT_SECS
     _body_due: float = 0.0  # loop time by which the current body must be complete
+    # Bytes still due of the body of a request whose Upgrade was ignored (-1: chunked, refused).
+    _upgrade_body_left: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -115,24 +118,64 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._upgrade_body_left > 0:
+            data = self._take_upgrade_body(data)
+            if not data:
+                return
         room = self._head_room
         if room is None or len(data) <= room:
             if room is not None:
                 self._head_room = room - len(data)
-            super().data_received(data)
+            self._feed(data)
             return
         if room < 0:
             return  # rejected: dropped while the connection lingers
         view = memoryview(data)
         self._head_room = 0
         if room:
-            super().data_received(view[:room])  # type: ignore[arg-type]  # httptools reads any buffer
+            self._feed(view[:room])  # type: ignore[arg-type]  # httptools reads any buffer
             if self.transport.is_closing():  # not HTTP: uvicorn answered 400
                 return
         if self._head_room == 0:  # the same head goes on, and no byte of it may follow
             self._reject_head()
         else:  # the head ended within: the rest is its body, or the next request's head
             self.data_received(view[room:])  # type: ignore[arg-type]
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's `data_received` (its keep-alive timer is replaced by the deadline), answering a
+        head the parser rejects in the error shape both SDKs parse, and ignoring an Upgrade."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            log.warning("a request the HTTP parser rejects: answered 400, connection closed")
+            self._reject(_error_response(400, "invalid_http_request", "the request is not valid HTTP/1.1"))
+        except httptools.HttpParserUpgrade as upgrade:
+            self._ignore_upgrade(data[upgrade.args[0] :])
+
+    # --- an Upgrade (h2c) is ignored: Detour speaks HTTP/1.1 -------------------------------------
+
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        """A server may ignore `Upgrade` and answer in HTTP/1.1 (RFC 9110 §7.8), which is what
+        `curl --http2 http://…` expects. llhttp ends the request at its head and hands back what
+        follows as the new protocol's bytes: a fresh parser takes over, and a declared body is
+        passed to the request as it arrives (`_take_upgrade_body`). A chunked body is refused (400)."""
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's own
+        if self._upgrade_body_left < 0:
+            message = "a chunked request body with an Upgrade header is not supported; drop the Upgrade"
+            self._reject(_error_response(400, "unsupported_upgrade", message))
+        elif rest:
+            self.data_received(rest)
+
+    def _take_upgrade_body(self, data: bytes) -> bytes:
+        """Pass the ignored upgrade's body to its request; return what follows it (the next head)."""
+        left = self._upgrade_body_left
+        body, rest = data[:left], data[left:]
+        self._upgrade_body_left = left - len(body)
+        self.on_body(body)
+        if not self._upgrade_body_left:
+            self.on_message_complete()
+        return rest
 
     # --- parser and cycle callbacks ---------------------------------------------------------------
 
@@ -147,6 +190,10 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        if self.parser.should_upgrade():  # llhttp ends an Upgrade at its head: its body is still due
+            self._upgrade_body_left = _declared_length(self.headers)
+            if self._upgrade_body_left:
+                return
         self._head_room = self.max_head_bytes  # what arrives next is the next request's head
         super().on_message_complete()
         if self.cycle is not None and self.cycle.response_complete:  # answered before its body ended
@@ -248,10 +295,30 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The body length a request's head declares: 0 for none, -1 for a chunked body."""
+    if any(name == b"transfer-encoding" for name, _ in headers):
+        return -1
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # llhttp has checked it is a number
+    return 0
+
+
 _TOO_MANY = "too many open connections to the sidecar; retry shortly"
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 # The error `type` both SDKs accept for the status (Anthropic's names; OpenAI's SDKs go by status).
-_TYPES = {408: "invalid_request_error", 431: "invalid_request_error", 503: "overloaded_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    408: "invalid_request_error",
+    431: "invalid_request_error",
+    503: "overloaded_error",
+}
 
 
 @functools.cache

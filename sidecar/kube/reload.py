@@ -73,12 +73,16 @@ class ConfigReloader:
         self.status = ReloadStatus(source=source)
         self._changed = asyncio.Condition()
         self._last_missing: str | None = None
+        # Offers are checked one at a time, in order: a slow config checked in a thread must not be
+        # applied after a later one.
+        self._one_at_a_time = asyncio.Lock()
 
     async def offer_text(self, text: str, *, origin: str, uid: str | None = None) -> bool:
         """Validate and apply `text`; returns whether it is now the active config. Never raises but
         for cancellation: an unexpected failure is recorded (`record_failure`) and returns False."""
         try:
-            return await self._offer_text(text, origin=origin, uid=uid)
+            async with self._one_at_a_time:
+                return await self._offer_text(text, origin=origin, uid=uid)
         except Exception as exc:
             await self.record_failure(exc, during=f"reloading config from {origin}", uid=uid)
             return False
@@ -119,7 +123,8 @@ class ConfigReloader:
 
     async def _offer_text(self, text: str, *, origin: str, uid: str | None) -> bool:
         try:
-            loaded = load_config_text(text, source=origin, env=self._env)
+            # In a thread: checking a large config takes a while, and requests must not wait.
+            loaded = await asyncio.to_thread(load_config_text, text, source=origin, env=self._env)
         except ConfigError as exc:
             problems = [str(problem) for problem in exc.problems]
             self._record("rejected", problems)

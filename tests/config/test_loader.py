@@ -259,7 +259,7 @@ def test_a_value_its_tag_cannot_convert_is_a_config_error_naming_path_line_and_t
     ("text", "message"),
     [
         pytest.param("a: " + "[" * 5000 + "]" * 5000, "invalid YAML: nested too deeply", id="deep-yaml"),
-        pytest.param("a: &x [*x]\n", "the config is nested too deeply", id="recursive-alias"),
+        pytest.param("a: &x [*x]\n", "the value at line 1, column 4 contains an alias", id="recursive-alias"),
         pytest.param(
             UNCONVERTIBLE.replace("{always: true}", "{model_pattern: 'a{99999999999999999999}'}"),
             "the config could not be loaded (unexpected OverflowError)",

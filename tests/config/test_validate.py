@@ -220,7 +220,7 @@ def test_an_unknown_key_inside_a_strategy_is_named_without_pydantics_union_tag(d
     [
         (
             _set("routing", "rules", 0, "matcher", value={"model_pattern": "^gpt-(4"}),
-            "routing.rules[0].matcher.model_pattern: invalid regular expression '^gpt-(4': "
+            "routing.rules[0].matcher.model_pattern: invalid regular expression: "
             "missing ), unterminated subpattern at position 5",
         ),
         (
