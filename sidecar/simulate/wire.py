@@ -7,6 +7,7 @@ without sockets; `server` is the only module that does I/O.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import string
@@ -80,7 +81,7 @@ def split_fragments(text: str, size: int = 8) -> list[str]:
 
 def go_duration(seconds: float) -> str:
     """Format like Go's `time.Duration.String`, as OpenAI's reset headers do: 6m0s, 1.5s, 120ms."""
-    if seconds <= 0:
+    if not seconds > 0 or seconds == math.inf:  # a test's NaN or infinite Retry-After: no reset to tell
         return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"

@@ -37,6 +37,8 @@ async def raw() -> AsyncIterator[httpx.AsyncClient]:
         (360, "6m0s"),
         (3725, "1h2m5s"),
         (59.999, "59.999s"),
+        (float("nan"), "0s"),  # a test's nonsense Retry-After: no reset to tell, never a crash
+        (float("inf"), "0s"),
     ],
 )
 def test_durations_are_written_like_go(seconds: float, text: str) -> None:
