@@ -19,14 +19,15 @@ def _tool(name: str) -> str:
     return found
 
 
-def test_the_layers_of_spec_section_1_hold() -> None:
+def test_the_layers_of_the_architecture_hold() -> None:
     result = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_code_is_ruff_clean() -> None:
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_the_code_is_ruff_clean(command: list[str]) -> None:
     result = subprocess.run(
-        [_tool("ruff"), "check", "sidecar", "tests", "bench"],
+        [_tool("ruff"), *command, "sidecar", "tests", "bench", "fuzz"],
         cwd=ROOT,
         capture_output=True,
         text=True,

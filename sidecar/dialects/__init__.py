@@ -11,7 +11,8 @@ Nothing here does I/O; the router calls these with data. One concern per module:
   `anthropic_to_openai_response` and `openai_to_anthropic_response`, `anthropic_to_openai_stream`
   and `openai_to_anthropic_stream`, with `upstream_errors` for a provider's error bodies both ways;
 - shared by the translators: `content` (tool calls), `answer_metadata` (ids, finish and stop
-  reasons, usage), `frames` (each dialect's stream frames).
+  reasons, usage), `frames` (each dialect's stream frames), `json_out` (writing again JSON that was
+  read, which may be nested deeper than orjson writes).
 
 Each translation module's docstring holds its rules as a table.
 """

@@ -22,6 +22,12 @@ stop_reason tool_use, because that is what Anthropic clients check before runnin
 answer with a refusal gets stop_reason refusal. input_tokens = prompt_tokens - cached_tokens,
 cache_read_input_tokens = cached_tokens, cache_creation_input_tokens = 0 (OpenAI does not bill cache
 writes).
+
+These fields are the provider's word about its answer, not the answer: a value that is not what the
+API documents — usage that is no object, a count that is no non-negative integer below 2**53 (exact
+in every JSON reader; four of them cannot add up past 64 bits, which orjson would refuse to write),
+a reason that is no string — is unreadable and treated as absent, as telemetry treats it, so it
+never costs the client its answer or its stream.
 """
 
 from __future__ import annotations
@@ -54,26 +60,41 @@ def anthropic_response_id(openai_id: str) -> str:
     return openai_id[9:] if openai_id.startswith("chatcmpl-msg_") else f"msg_{openai_id}"
 
 
-def openai_finish_reason(stop_reason: str | None) -> str:
+_MAX_COUNT = 2**53
+
+
+def token_count(value: Any) -> int | None:
+    """A usage count as the APIs document it, else None (absent)."""
+    return value if type(value) is int and 0 <= value < _MAX_COUNT else None
+
+
+def openai_finish_reason(stop_reason: Any) -> str:
+    if not isinstance(stop_reason, str):
+        stop_reason = None
     return _FINISH_REASONS.get(stop_reason or "end_turn", "stop")
 
 
-def anthropic_stop_reason(finish_reason: str | None, *, has_tool_calls: bool, refused: bool) -> str:
+def anthropic_stop_reason(finish_reason: Any, *, has_tool_calls: bool, refused: bool) -> str:
     if refused:
         return "refusal"
+    if not isinstance(finish_reason, str):
+        finish_reason = None
     if has_tool_calls and finish_reason in ("stop", "tool_calls", "function_call"):
         return "tool_use"
     return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
 
-def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+def openai_usage(usage: Any) -> dict[str, Any]:
     """Anthropic usage (input excludes cached tokens) → OpenAI usage (prompt includes them)."""
-    usage = usage or {}
-    cache_read = usage.get("cache_read_input_tokens")
+    if not isinstance(usage, dict):
+        usage = {}
+    cache_read = token_count(usage.get("cache_read_input_tokens"))
     prompt = (
-        (usage.get("input_tokens") or 0) + (cache_read or 0) + (usage.get("cache_creation_input_tokens") or 0)
+        (token_count(usage.get("input_tokens")) or 0)
+        + (cache_read or 0)
+        + (token_count(usage.get("cache_creation_input_tokens")) or 0)
     )
-    completion = usage.get("output_tokens") or 0
+    completion = token_count(usage.get("output_tokens")) or 0
     result: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -84,13 +105,15 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
+def anthropic_usage(usage: Any) -> dict[str, int]:
     """OpenAI usage → Anthropic usage; the cached part of prompt_tokens moves to cache_read."""
-    usage = usage or {}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    if not isinstance(usage, dict):
+        usage = {}
+    details = usage.get("prompt_tokens_details")
+    cached = (token_count(details.get("cached_tokens")) if isinstance(details, dict) else None) or 0
     return {
-        "input_tokens": max((usage.get("prompt_tokens") or 0) - cached, 0),
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "input_tokens": max((token_count(usage.get("prompt_tokens")) or 0) - cached, 0),
+        "output_tokens": token_count(usage.get("completion_tokens")) or 0,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
     }

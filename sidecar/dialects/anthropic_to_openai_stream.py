@@ -4,10 +4,15 @@ frames out; the contract is `exchange_plan.StreamConverter`).
 
 It runs for every streamed token, so `feed` does O(1) work per event: it never rescans what was
 already sent, and each returned item is one complete frame ready to write. `finish` is called once
-the upstream stream has ended (after `message_stop`, or when it was cut) and is idempotent. It never
-invents a finish reason: a stream cut before message_delta gets no finish chunk, and the router
-reports the failure in-band. An event whose data is not the JSON expected raises
-`TranslationError`; the caller drops it, counts it and keeps feeding.
+the upstream stream has ended (after `message_stop`, or when it was cut), is idempotent and never
+raises. It never invents a finish reason: a stream cut before message_delta gets no finish chunk,
+and the router reports the failure in-band.
+
+An event whose data is not the JSON expected (a missing field, text that is not a string, an id or
+tool name that is not one) raises `TranslationError` before it changes anything; the caller drops
+it, counts it and keeps feeding. Values that only describe the answer (usage counts, stop_reason,
+model) are ignored when unreadable, as if absent (`answer_metadata`), so a count that is not a
+number, or counts whose sum would pass 64 bits, never break the usage chunk at the end.
 
 | Anthropic event                         | OpenAI chunk(s)                                              |
 |-----------------------------------------|--------------------------------------------------------------|
@@ -31,7 +36,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.dialects.answer_metadata import openai_finish_reason, openai_response_id, openai_usage
+from sidecar.dialects.answer_metadata import (
+    openai_finish_reason,
+    openai_response_id,
+    openai_usage,
+    token_count,
+)
 from sidecar.dialects.frames import DONE_FRAME, load_event, openai_frame
 from sidecar.dialects.sse import SseEvent
 from sidecar.dialects.upstream_errors import openai_error_object
@@ -62,7 +72,7 @@ class AnthropicToOpenAIStream:
         self._id = "chatcmpl-detour"
         self._model = ""
         self._tool_blocks: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
-        self._usage: dict[str, int] = {}
+        self._usage: dict[str, int] = {}  # only readable counts (`token_count`)
         self._finish_reason: str | None = None
         self._usage_sent = False
         self._errored = False
@@ -92,7 +102,9 @@ class AnthropicToOpenAIStream:
             if kind == "error":
                 return self._error(payload.get("error"))
         except (KeyError, TypeError, AttributeError) as exc:
-            raise TranslationError(f"malformed Anthropic {kind} event: {exc!r}") from exc
+            # Each handler reads what it needs before it changes anything, so dropping is safe.
+            name = kind if isinstance(kind, str) else "unnamed"  # not str(): it may be nested deeply
+            raise TranslationError(f"malformed Anthropic {name} event: {exc!r}") from exc
         return []  # ping, content_block_stop and anything newer carry nothing for OpenAI
 
     def finish(self) -> list[bytes]:
@@ -104,8 +116,12 @@ class AnthropicToOpenAIStream:
         return frames
 
     def _message_start(self, message: dict[str, Any]) -> list[bytes]:
-        self._id = openai_response_id(message["id"])
-        self._model = message.get("model") or self._model
+        message_id, model = message["id"], message.get("model")
+        if not isinstance(message_id, str):
+            raise TranslationError("malformed Anthropic message_start event: its id is not a string")
+        self._id = openai_response_id(message_id)
+        if isinstance(model, str) and model:
+            self._model = model
         self._merge_usage(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
 
@@ -113,40 +129,57 @@ class AnthropicToOpenAIStream:
         block = payload["content_block"]
         kind = block["type"]
         if kind == "text":
-            return [self._chunk({"content": block["text"]})] if block.get("text") else []
+            text = block.get("text")
+            if text is not None and not isinstance(text, str):
+                raise TranslationError("malformed Anthropic content_block_start event: its text")
+            return [self._chunk({"content": text})] if text else []
         if kind != "tool_use":
             return []
+        index, tool_id, name = payload["index"], block["id"], block["name"]
+        if not isinstance(index, int) or not isinstance(tool_id, str) or not isinstance(name, str):
+            raise TranslationError("malformed Anthropic content_block_start event: its index, id or name")
         tool_index = len(self._tool_blocks)
-        self._tool_blocks[payload["index"]] = tool_index
-        function = {"name": block["name"], "arguments": ""}
-        call = {"index": tool_index, "id": block["id"], "type": "function", "function": function}
-        return [self._chunk({"tool_calls": [call]})]
+        function = {"name": name, "arguments": ""}
+        call = {"index": tool_index, "id": tool_id, "type": "function", "function": function}
+        frame = self._chunk({"tool_calls": [call]})
+        self._tool_blocks[index] = tool_index
+        return [frame]
 
     def _block_delta(self, payload: dict[str, Any]) -> list[bytes]:
         delta = payload["delta"]
         kind = delta["type"]
         if kind == "text_delta":
-            return [self._chunk({"content": delta["text"]})] if delta["text"] else []
+            text = delta["text"]
+            if not isinstance(text, str):
+                raise TranslationError("malformed Anthropic text_delta: its text is not a string")
+            return [self._chunk({"content": text})] if text else []
         if kind == "input_json_delta":
-            tool_index = self._tool_blocks.get(payload["index"])
-            if tool_index is None or not delta["partial_json"]:
+            index, fragment = payload["index"], delta["partial_json"]
+            if not isinstance(fragment, str):
+                raise TranslationError("malformed Anthropic input_json_delta: partial_json is not a string")
+            tool_index = self._tool_blocks.get(index) if isinstance(index, int) else None
+            if tool_index is None or not fragment:
                 return []
-            call = {"index": tool_index, "function": {"arguments": delta["partial_json"]}}
+            call = {"index": tool_index, "function": {"arguments": fragment}}
             return [self._chunk({"tool_calls": [call]})]
         return []  # thinking_delta, signature_delta, citations_delta
 
     def _message_delta(self, payload: dict[str, Any]) -> list[bytes]:
+        delta = payload.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise TranslationError("malformed Anthropic message_delta event: its delta is not an object")
         self._merge_usage(payload.get("usage"))
-        stop_reason = (payload.get("delta") or {}).get("stop_reason")
-        if stop_reason is None or self._finish_reason is not None:
-            return []
+        stop_reason = delta.get("stop_reason")
+        if not isinstance(stop_reason, str) or self._finish_reason is not None:
+            return []  # no reason yet, or an unreadable one: as if absent
         self._finish_reason = openai_finish_reason(stop_reason)
         return [self._chunk({}, self._finish_reason)]
 
-    def _merge_usage(self, usage: dict[str, Any] | None) -> None:
-        if usage:
+    def _merge_usage(self, usage: Any) -> None:
+        """Counts are cumulative: a later readable one replaces an earlier one; others are ignored."""
+        if isinstance(usage, dict):
             for field in _USAGE_FIELDS:
-                value = usage.get(field)
+                value = token_count(usage.get(field))
                 if value is not None:
                     self._usage[field] = value
 
@@ -161,9 +194,13 @@ class AnthropicToOpenAIStream:
     def _error(self, error: Any) -> list[bytes]:
         self._errored = True
         error = error if isinstance(error, dict) else {}
-        message = error.get("message") or "the upstream provider reported an error mid-stream"
-        body = {"error": openai_error_object(str(error.get("type") or "api_error"), str(message))}
-        return [openai_frame(body)]
+        # Strings only, not str(): a value nested past Python's recursion limit cannot be printed.
+        error_type, message = error.get("type"), error.get("message")
+        if not isinstance(error_type, str) or not error_type:
+            error_type = "api_error"
+        if not isinstance(message, str) or not message:
+            message = "the upstream provider reported an error mid-stream"
+        return [openai_frame({"error": openai_error_object(error_type, message)})]
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         chunk = self._envelope(

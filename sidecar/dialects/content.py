@@ -12,6 +12,8 @@ these conversions instead of importing them from each other:
 |                                         | result that names it still matches                           |
 | function without parameters             | input_schema `{"type": "object", "properties": {}}`          |
 
+An input nested deeper than orjson writes cannot become arguments: `TranslationError` (`json_out`).
+
 `MALFORMED` is what a translator catches to turn input that is not the shape the API documents into
 a `TranslationError`.
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.dialects.json_out import write_json
 from sidecar.errors import TranslationError
 
 MALFORMED = (KeyError, TypeError, AttributeError, ValueError, IndexError)
@@ -61,6 +64,6 @@ def anthropic_tool_use(call: dict[str, Any], where: str) -> dict[str, Any]:
 
 def openai_tool_call(block: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic tool_use block → an OpenAI tool call."""
-    arguments = orjson.dumps(block.get("input") or {}).decode()
+    arguments = write_json(block.get("input") or {}, "a tool_use block's input").decode()
     function = {"name": block["name"], "arguments": arguments}
     return {"id": block["id"], "type": "function", "function": function}

@@ -69,7 +69,9 @@ def _anthropic_delta(payload: dict[str, Any]) -> TextDelta:
     if kind == "content_block_delta":
         delta = payload.get("delta")
         if isinstance(delta, dict) and delta.get("type") == "text_delta":
-            return TextDelta(str(delta.get("text", "")), None, True, payload.get("index"))
+            text = delta.get("text")
+            # Not str(): a list nested past Python's recursion limit cannot be printed (`json_out`).
+            return TextDelta(text if isinstance(text, str) else "", None, True, payload.get("index"))
         return TextDelta(plain=False)
     if kind == "message_delta":
         delta = payload.get("delta")
@@ -82,11 +84,18 @@ def prefill_request(dialect: Dialect, upstream_body: bytes, sent: str) -> tuple[
     """The provider's own request plus an assistant message holding the text already sent.
 
     Returns (body, overlap): Anthropic rejects a prefill that ends in white space, so trailing
-    white space is left out of the prefill and `overlap` is what the continuation will repeat."""
+    white space is left out of the prefill and `overlap` is what the continuation will repeat.
+
+    The upstream body may be the client's own bytes, nested deeper than orjson writes (`json_out`);
+    then the provider is asked the original request unchanged and its answer must repeat all of
+    `sent` — a continuation from scratch, which `PrefixGate` checks just the same."""
     body = orjson.loads(upstream_body)
     prefill = sent.rstrip() if dialect is Dialect.ANTHROPIC else sent
     body["messages"] = [*body.get("messages", []), {"role": "assistant", "content": prefill}]
-    return orjson.dumps(body), sent[len(prefill) :]
+    try:
+        return orjson.dumps(body), sent[len(prefill) :]
+    except orjson.JSONEncodeError:
+        return upstream_body, sent
 
 
 class PrefixGate:

@@ -15,6 +15,14 @@ cannot be expressed for a provider is skipped without an upstream round trip:
 - Anthropic client, OpenAI provider: `anthropic_to_openai_request` (ineligible when
   `unsupported_anthropic_features` gives a reason); back through `openai_to_anthropic_response`,
   `openai_to_anthropic_stream` and `upstream_errors.openai_error_to_anthropic`.
+
+Whenever the body is written again rather than passed through (a mapped model, the usage option, a
+translation), a request nested deeper than orjson writes (`json_out`) is refused with a
+`TranslationError` like any request the provider cannot be sent: the candidate is skipped, a
+candidate that passes the bytes through may still serve, and when none can the client gets a 400
+naming the depth (docs/architecture.md §3). A 500 would blame Detour for the client's body; a 400
+at once would refuse a body some candidate can carry. An answer nested too deeply to write back is a
+`TranslationError` too, and the attempt fails over.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from sidecar.dialects.anthropic_to_openai_request import (
 from sidecar.dialects.anthropic_to_openai_response import anthropic_to_openai_response
 from sidecar.dialects.anthropic_to_openai_stream import AnthropicToOpenAIStream
 from sidecar.dialects.frames import DONE_FRAME, MESSAGE_STOP_FRAME
+from sidecar.dialects.json_out import too_deep, write_json
 from sidecar.dialects.openai_to_anthropic_request import (
     openai_to_anthropic_request,
     unsupported_openai_features,
@@ -42,6 +51,9 @@ from sidecar.dialects.openai_to_anthropic_stream import OpenAIToAnthropicStream
 from sidecar.dialects.sse import SseEvent
 from sidecar.dialects.upstream_errors import anthropic_error_to_openai, openai_error_to_anthropic
 from sidecar.errors import TranslationError
+
+_REQUEST = "the request body"
+_ANSWER = "the provider's answer"
 
 
 class StreamConverter(Protocol):
@@ -113,16 +125,23 @@ def plan_exchange(
                 "stream_options": {**_options(body), "include_usage": True},
             }
             return Exchange(
-                orjson.dumps(upstream), None, None, lambda: PassthroughStream(client, strip_usage=True)
+                write_json(upstream, _REQUEST),
+                None,
+                None,
+                lambda: PassthroughStream(client, strip_usage=True),
             )
         if upstream_model == requested_model and not _may_read_differently(raw):
             upstream_body = raw
         else:
             upstream_body = _with_model(body, upstream_model)
         return Exchange(upstream_body, None, None, lambda: PassthroughStream(client))
-    if client is Dialect.OPENAI:
-        return _openai_client_to_anthropic(body, upstream_model, default_max_tokens, int(now))
-    return _anthropic_client_to_openai(body, upstream_model, requested_model)
+    try:
+        if client is Dialect.OPENAI:
+            return _openai_client_to_anthropic(body, upstream_model, default_max_tokens, int(now))
+        return _anthropic_client_to_openai(body, upstream_model, requested_model)
+    except RecursionError as exc:
+        # A refusal's message printed a value nested past Python's recursion limit (`json_out`).
+        raise too_deep(_REQUEST) from exc
 
 
 def _openai_client_to_anthropic(
@@ -135,14 +154,14 @@ def _openai_client_to_anthropic(
     include_usage = _asks_for_usage(body)
 
     def convert_response(answer: dict[str, Any]) -> bytes:
-        return orjson.dumps(anthropic_to_openai_response(answer, created=created))
+        return write_json(anthropic_to_openai_response(answer, created=created), _ANSWER)
 
     def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
         new_status, payload = anthropic_error_to_openai(status, raw)
         return new_status, orjson.dumps(payload)
 
     return Exchange(
-        orjson.dumps(upstream),
+        write_json(upstream, _REQUEST),
         convert_response,
         convert_error,
         lambda: AnthropicToOpenAIStream(created=created, include_usage=include_usage),
@@ -156,14 +175,14 @@ def _anthropic_client_to_openai(body: dict[str, Any], upstream_model: str, reque
     upstream = anthropic_to_openai_request(body, upstream_model=upstream_model)
 
     def convert_response(answer: dict[str, Any]) -> bytes:
-        return orjson.dumps(openai_to_anthropic_response(answer))
+        return write_json(openai_to_anthropic_response(answer), _ANSWER)
 
     def convert_error(status: int, raw: bytes) -> tuple[int, bytes]:
         new_status, payload = openai_error_to_anthropic(status, raw)
         return new_status, orjson.dumps(payload)
 
     return Exchange(
-        orjson.dumps(upstream),
+        write_json(upstream, _REQUEST),
         convert_response,
         convert_error,
         lambda: OpenAIToAnthropicStream(requested_model=requested_model),
@@ -193,11 +212,11 @@ def _may_read_differently(raw: bytes) -> bool:
     JSON parsers disagree on repeated keys (Detour's keeps the last; others keep the first or
     refuse), and a key may be spelled with escapes (`"mod\\u0065l"`). When the bytes could hold
     either, the provider is sent Detour's own serialization of what it parsed, so it reads exactly
-    what was routed on (docs/architecture.md §8). The scans run at C speed; the re-serialization is
+    what was routed on (docs/architecture.md §4). The scans run at C speed; the re-serialization is
     paid only by bodies that need it (and by ASCII-escaped non-ASCII text, which is common but cheap).
     """
     return raw.count(b'"model"') != 1 or raw.count(b'"stream"') > 1 or b"\\u" in raw
 
 
 def _with_model(body: dict[str, Any], model: str) -> bytes:
-    return orjson.dumps({**body, "model": model})
+    return write_json({**body, "model": model}, _REQUEST)

@@ -49,12 +49,12 @@ def stream_error(dialect: Dialect, event: SseEvent) -> StreamError:
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         return StreamError(500, "api_error", "the provider reported an error in its stream")
-    error_type = str(error.get("type") or error.get("code") or "api_error")
-    message = str(error.get("message") or "the provider reported an error in its stream")
+    error_type = _text(error.get("type")) or _text(error.get("code")) or "api_error"
+    message = _text(error.get("message")) or "the provider reported an error in its stream"
     if dialect is Dialect.ANTHROPIC:
         status = anthropic_status_for(error_type)
     else:
-        code = str(error.get("code") or "")
+        code = _text(error.get("code"))
         status = 429 if "rate_limit" in code or "rate_limit" in error_type else 500
     return StreamError(status, error_type, message)
 
@@ -111,6 +111,14 @@ def _classify_anthropic(event: SseEvent) -> EventKind:
     # message_start, content_block_stop and event types added to the API later: Anthropic asks
     # clients to tolerate unknown events, so they pass through rather than count as malformed.
     return EventKind.PREAMBLE
+
+
+def _text(value: Any) -> str:
+    """A scalar as text; "" for an empty one and for a list or object, which is no error text and may
+    be nested too deeply for `str` to print (Python's recursion limit is below orjson's: `json_out`)."""
+    if not value or isinstance(value, list | dict):
+        return ""
+    return value if isinstance(value, str) else str(value)
 
 
 def _loads(data: str) -> Any:

@@ -98,7 +98,9 @@ def openai_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict[str, 
 def anthropic_error_type_from_openai(error: dict[str, Any]) -> str:
     """The Anthropic type for an OpenAI in-band error object, which carries no HTTP status."""
     for key in ("code", "type"):
-        found = _ANTHROPIC_ERRORS_BY_OPENAI_CODE.get(str(error.get(key)))
+        value = error.get(key)
+        # Only text names a type (str() of a deeply nested list would raise RecursionError).
+        found = _ANTHROPIC_ERRORS_BY_OPENAI_CODE.get(value) if isinstance(value, str) else None
         if found:
             return found
     return "api_error"

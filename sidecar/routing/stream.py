@@ -185,7 +185,8 @@ class StreamLeg:
 
     def convert(self, events: list[SseEvent]) -> list[bytes]:
         """Client frames for these events. Malformed events are dropped and counted; an error event
-        before the commit stops here as `early_error`."""
+        before the commit stops here as `early_error`, one after it as `failed`: either way the
+        events behind it in the same read are not passed on, since nothing follows an error."""
         frames: list[bytes] = []
         emitter = self.emitter
         for event in events:
@@ -198,15 +199,15 @@ class StreamLeg:
                 return frames
             if self.trace is not None and _may_carry_usage(self.dialect, event, kind):
                 self.trace.stream_event(event)
-            try:
-                if kind is not EventKind.ERROR:
-                    frames.extend(emitter.content(event, kind))
-                elif emitter.ledger is None:
-                    self.failed = True
+            if kind is EventKind.ERROR:
+                self.failed = True
+                if emitter.ledger is None:
                     frames.extend(emitter.error(event))
                 else:
-                    self.failed = True
                     self.held_error = emitter.error(event)  # sent only if no resume succeeds
+                return frames
+            try:
+                frames.extend(emitter.content(event, kind))
             except TranslationError:
                 self.counters.malformed_events += 1  # unreadable for the translator: dropped, like bad SSE
         return frames

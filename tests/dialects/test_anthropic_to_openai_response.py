@@ -133,9 +133,15 @@ def test_message_content_is_null_only_when_there_are_only_tool_calls(
             },
             id="cached_tokens_are_part_of_prompt_tokens",
         ),
+        pytest.param(
+            {"input_tokens": 2**64 - 1, "cache_read_input_tokens": "3", "output_tokens": 5},
+            {"prompt_tokens": 0, "completion_tokens": 5, "total_tokens": 5},
+            id="unreadable_counts_are_absent",
+        ),
+        pytest.param([10], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, id="no_object"),
     ],
 )
-def test_anthropic_usage_becomes_openai_usage(usage: dict[str, int], expected: dict[str, Any]) -> None:
+def test_anthropic_usage_becomes_openai_usage(usage: Any, expected: dict[str, Any]) -> None:
     out = anthropic_to_openai_response(anthropic_message([], usage=usage), created=CREATED)
     assert out["usage"] == expected
 

@@ -193,6 +193,59 @@ def test_unknown_anthropic_events_and_deltas_are_ignored() -> None:
     assert translator.feed(SseEvent(data='{"type": "brand_new_event"}', event="brand_new_event")) == []
 
 
+def anthropic_event(payload: dict[str, Any]) -> SseEvent:
+    return SseEvent(data=orjson.dumps(payload).decode(), event=payload["type"])
+
+
+def test_unreadable_usage_counts_and_stop_reasons_count_as_absent_and_readable_ones_stand() -> None:
+    translator = AnthropicToOpenAIStream(created=CREATED, include_usage=True)
+    usage = {"input_tokens": 7, "cache_read_input_tokens": 2, "output_tokens": 1}
+    unreadable = {"input_tokens": "7", "cache_read_input_tokens": 2**64 - 1, "output_tokens": [3]}
+    events = [
+        {"type": "message_start", "message": {"id": "msg_1", "model": ["m"], "usage": usage}},
+        {"type": "message_delta", "delta": {"stop_reason": ["end_turn"]}, "usage": unreadable},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}},
+    ]
+    for payload in events:
+        translator.feed(anthropic_event(payload))
+
+    payloads = openai_payloads(translator.finish())
+
+    assert payloads[-1]["usage"] == {
+        "prompt_tokens": 9,
+        "completion_tokens": 4,
+        "total_tokens": 13,
+        "prompt_tokens_details": {"cached_tokens": 2},
+    }
+    assert payloads[-1]["model"] == "", "a model that is no string is not one"
+
+
+def test_an_unreadable_tool_use_start_changes_nothing() -> None:
+    translator = AnthropicToOpenAIStream(created=CREATED, include_usage=False)
+    translator.feed(upstream("anthropic_text.sse")[0])
+    nameless = {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t"}}
+    with pytest.raises(TranslationError):
+        translator.feed(anthropic_event(nameless))
+
+    named = {**nameless, "content_block": {**nameless["content_block"], "name": "f"}}
+    (frame,) = translator.feed(anthropic_event(named))
+
+    assert orjson.loads(single_event(frame).data)["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+
+
+def test_an_error_nested_past_pythons_recursion_limit_gets_a_generic_type_and_message() -> None:
+    deep = "[" * 1000 + "]" * 1000
+    translator = AnthropicToOpenAIStream(created=CREATED, include_usage=False)
+
+    (frame,) = translator.feed(
+        SseEvent(data=f'{{"type":"error","error":{{"type":{deep},"message":{deep}}}}}')
+    )
+
+    assert orjson.loads(single_event(frame).data)["error"]["message"] == (
+        "the upstream provider reported an error mid-stream"
+    )
+
+
 @FAST
 @given(answers(), st.booleans())
 def test_a_translated_anthropic_stream_accumulates_to_the_same_answer(

@@ -126,3 +126,20 @@ def test_continuation_frames_are_valid_sse_in_the_clients_dialect(client: Dialec
             "message_stop",
         ]
         assert orjson.loads(events[2].data)["delta"]["stop_reason"] == "end_turn"
+
+
+def test_a_prefill_for_a_body_nested_deeper_than_orjson_writes_asks_from_scratch_instead() -> None:
+    """The upstream body may be the client's own bytes, deeper than orjson writes: the provider is
+    asked the original request, and its answer must repeat everything already sent."""
+    body = b'{"model":"m","messages":[],"metadata":' + b"[" * 300 + b"]" * 300 + b"}"
+
+    assert prefill_request(Dialect.ANTHROPIC, body, "Once upon a ") == (body, "Once upon a ")
+
+
+def test_a_text_delta_nested_past_pythons_recursion_limit_is_no_text() -> None:
+    deep = "[" * 1000 + "]" * 1000
+    event = SseEvent(
+        f'{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{deep}}}}}'
+    )
+
+    assert read_delta(Dialect.ANTHROPIC, event).text == ""

@@ -11,6 +11,7 @@ import pytest
 from sidecar.dialects import Dialect
 from sidecar.dialects.anthropic_to_openai_stream import AnthropicToOpenAIStream
 from sidecar.dialects.exchange_plan import Exchange, PassthroughStream, plan_exchange
+from sidecar.dialects.inbound import parse_request
 from sidecar.dialects.openai_to_anthropic_request import openai_to_anthropic_request
 from sidecar.dialects.openai_to_anthropic_stream import OpenAIToAnthropicStream
 from sidecar.dialects.sse import SseEvent
@@ -165,3 +166,62 @@ def test_an_ordinary_body_goes_upstream_byte_for_byte() -> None:
         default_max_tokens=1024, now=0,
     )  # fmt: skip
     assert exchange.upstream_body is raw
+
+
+# --- nested deeper than orjson writes (it reads 1024 levels, writes 254) -----------------------------------
+
+DEEP = b"[" * 300 + b"]" * 300
+
+
+@pytest.mark.parametrize(("client", "provider"), [(OPENAI, OPENAI), (OPENAI, ANTHROPIC), (ANTHROPIC, OPENAI)])
+def test_a_body_nested_deeper_than_orjson_writes_is_refused_when_it_must_be_written_again(
+    client: Dialect, provider: Dialect
+) -> None:
+    raw = b'{"model":"m","max_tokens":1,"messages":[],"metadata":' + DEEP + b"}"
+    if client is not provider:  # metadata is not carried across; a tool's schema is
+        schema = b'{"type":"object","properties":{"x":' + DEEP + b"}}"
+        tool = b'{"type":"function","function":{"name":"f","parameters":' + schema + b"}}"
+        if client is ANTHROPIC:
+            tool = b'{"name":"f","input_schema":' + schema + b"}"
+        raw = b'{"model":"m","max_tokens":1,"messages":[],"tools":[' + tool + b"]}"
+    body = parse_request(client, raw).body
+
+    with pytest.raises(TranslationError, match="nested deeper than 254 levels"):
+        plan_exchange(
+            client, provider, body=body, raw=raw, requested_model="m", upstream_model="other",
+            default_max_tokens=1, now=0.0,
+        )  # fmt: skip
+    passed_through = plan_exchange(
+        client, client, body=body, raw=raw, requested_model="m", upstream_model="m",
+        default_max_tokens=1, now=0.0,
+    )  # fmt: skip
+    assert passed_through.upstream_body is raw, "the client's own bytes need no writing"
+
+
+@pytest.mark.parametrize(
+    ("client", "provider", "answer"),
+    [
+        (
+            OPENAI,
+            ANTHROPIC,
+            b'{"id":"msg_1","model":"m","content":[{"type":"tool_use","id":"t","name":"f","input":{"x":'
+            + DEEP
+            + b"}}]}",
+        ),
+        (
+            ANTHROPIC,
+            OPENAI,
+            b'{"id":"c","model":"m","choices":[{"message":{"tool_calls":[{"id":"t","function":{"name":"f",'
+            b'"arguments":' + orjson.dumps('{"x":' + DEEP.decode() + "}") + b"}}]}}]}",
+        ),
+    ],
+    ids=["anthropic-answer", "openai-answer"],
+)
+def test_an_answer_nested_deeper_than_orjson_writes_is_a_translation_error(
+    client: Dialect, provider: Dialect, answer: bytes
+) -> None:
+    exchange = plan(client, provider, openai_request(HI) if client is OPENAI else anthropic_request(HI), "m")
+    assert exchange.convert_response is not None
+
+    with pytest.raises(TranslationError, match="nested deeper than 254 levels"):
+        exchange.convert_response(orjson.loads(answer))

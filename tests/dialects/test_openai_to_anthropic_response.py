@@ -118,6 +118,24 @@ def test_an_empty_answer_has_no_content_blocks() -> None:
     Message.model_validate(out)
 
 
+@pytest.mark.parametrize(
+    ("usage", "tokens"),
+    [
+        ({"prompt_tokens": "12", "completion_tokens": 3}, (0, 3, 0)),
+        ({"prompt_tokens": 12, "prompt_tokens_details": 5, "completion_tokens": 3}, (12, 3, 0)),
+        ({"prompt_tokens": 2**64 - 1, "prompt_tokens_details": {"cached_tokens": -1}}, (0, 0, 0)),
+        ([12], (0, 0, 0)),
+    ],
+    ids=["a string", "details a number", "out of range", "no object"],
+)
+def test_unreadable_usage_counts_as_absent_and_the_answer_still_translates(
+    usage: Any, tokens: tuple[int, int, int]
+) -> None:
+    out = openai_to_anthropic_response(openai_completion({"content": "x"}, usage=usage))
+    counts = out["usage"]
+    assert (counts["input_tokens"], counts["output_tokens"], counts["cache_read_input_tokens"]) == tokens
+
+
 def test_missing_usage_counts_zero_tokens() -> None:
     body = openai_completion({"content": "x"})
     del body["usage"]

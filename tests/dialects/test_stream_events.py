@@ -320,3 +320,15 @@ def test_an_error_event_without_an_error_object_becomes_a_generic_500(dialect: D
     assert stream_error(dialect, SseEvent(data, event="error")) == StreamError(
         500, "api_error", "the provider reported an error in its stream"
     )
+
+
+@pytest.mark.parametrize("dialect", [Dialect.OPENAI, Dialect.ANTHROPIC])
+def test_an_error_whose_fields_are_nested_past_pythons_recursion_limit_is_a_generic_500(
+    dialect: Dialect,
+) -> None:
+    deep = "[" * 1000 + "]" * 1000
+    data = f'{{"type":"error","error":{{"type":{deep},"code":{deep},"message":{deep}}}}}'
+
+    assert stream_error(dialect, SseEvent(data, event="error")) == StreamError(
+        500, "api_error", "the provider reported an error in its stream"
+    )

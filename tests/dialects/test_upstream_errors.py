@@ -203,6 +203,7 @@ def test_an_unknown_anthropic_error_type_is_typed_by_status() -> None:
         ({"type": "invalid_request_error", "code": "context_length_exceeded"}, "invalid_request_error"),
         ({"type": "server_error", "code": None}, "api_error"),
         ({}, "api_error"),
+        ({"code": orjson.loads("[" * 1000 + "]" * 1000), "type": "tokens"}, "rate_limit_error"),
     ],
 )
 def test_in_band_openai_errors_are_typed_by_code_then_type(error: dict, anthropic_type: str) -> None:

@@ -264,6 +264,55 @@ async def test_an_error_event_after_content_is_passed_on_once_and_the_stream_is_
     assert upstreams.order == ["primary"]
 
 
+def error_then_the_rest(provider: str) -> Any:
+    """The provider's stream up to some content, then one upstream read holding an error event and,
+    behind it, the rest of the answer and its end."""
+    error_event = OVERLOADED_EVENT if provider == "anthropic" else OPENAI_ERROR_EVENT
+
+    def handle(request: Any) -> Any:
+        frames = stream_frames(request, STORY)
+        kept = CONTENT_FRAMES[provider]
+        return sse_response([*frames[:kept], error_event + b"".join(frames[kept:])])
+
+    return handle
+
+
+@pytest.mark.parametrize(("client", "provider"), COMBINATIONS, ids=COMBINATION_IDS)
+async def test_nothing_behind_an_error_event_in_the_same_read_reaches_the_client(
+    client: str, provider: str
+) -> None:
+    upstreams = Upstreams(primary=error_then_the_rest(provider))
+    async with in_memory_detour(pair(provider), upstreams) as detour:
+        response = await stream_as(detour, client)
+
+    received = text_of(response, client)
+    assert received, "the content before the error reached the client"
+    assert STORY.startswith(received)
+    assert received != STORY, "nothing the provider sent after its error"
+    (error,) = stream_errors(response)
+    assert frame_data(frames_of(response)[-1])["error"] == error, "the error is the last frame"
+    assert not ended_as_success(response, client)
+    assert upstreams.order == ["primary"]
+
+
+async def test_a_resume_after_an_error_event_continues_from_what_came_before_it() -> None:
+    """With resume_streams, the error is held back while the backup continues; what came behind the
+    error must not reach the client first, or the continuation would repeat it."""
+    sent = "Once upon a"  # the text of STORY's first CONTENT_FRAMES["openai"] frames
+    upstreams = Upstreams(primary=error_then_the_rest("openai"), backup=streamed(STORY.removeprefix(sent)))
+    providers = {
+        "primary": at("openai", "primary"),
+        "backup": at("anthropic", "backup", supports_prefill=True),
+    }
+    rule = {**limits_alternative_rule(["primary"], ["backup"]), "resume_streams": True}
+    async with in_memory_detour(config_text(providers, [rule]), upstreams) as detour:
+        response = await detour.chat(stream=True)
+
+    assert openai_text(response) == STORY, "every word exactly once"
+    assert stream_errors(response) == []
+    assert upstreams.order == ["primary", "backup"]
+
+
 @pytest.mark.parametrize("client", ["openai", "anthropic"])
 async def test_a_stream_stalled_past_stream_idle_timeout_ends_with_an_in_band_timeout(client: str) -> None:
     stall = Stall()
