@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=int, default=200, help="SSE events per stream (default 200)")
     parser.add_argument("--startups", type=int, default=5, help="fresh starts timed to /readyz")
     parser.add_argument("--no-telemetry", action="store_true", help="skip the telemetry-exporting runs")
+    parser.add_argument("--no-grpc", action="store_true", help="skip the gRPC Proxy runs")
     parser.add_argument("--telemetry", action="store_true", help="with --profile: Detour exporting telemetry")
     parser.add_argument(
         "--stack",
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{stem}.md").write_text(table)
         print(table)
         return 0
-    from bench.variants import command_for
+    from bench.variants import command_for, serves_grpc
 
     command = command_for(args.stack)
     if args.profile:
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events,
         startups=args.startups,
         telemetry=not args.no_telemetry,
+        grpc=not args.no_grpc and serves_grpc(args.stack),
         detour_command=command,
         label=args.stack,
     )

@@ -1,8 +1,9 @@
 """The floor: a minimal ASGI forwarder with no routing at all, on the same server stack as Detour
 (uvicorn + httptools + uvloop), so the benchmark can split Detour's cost into "the stack" and
-"Detour's own work". `python -m bench.forwarder CLIENT serve --config FILE --port N`, where CLIENT
-is `aiohttp` or `httpx-aiohttp`; it forwards every POST to the upstream of the config's first
-provider, body and status unchanged, streaming chunk by chunk. Benchmark use only.
+"Detour's own work". `python -m bench.forwarder CLIENT serve --config FILE --port N --grpc-port 0`,
+where CLIENT is `aiohttp` or `httpx-aiohttp`; it forwards every POST to the upstream of the config's
+first provider, body and status unchanged, streaming chunk by chunk. It serves no gRPC. Benchmark
+use only.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=("serve",))
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, default=0, help="must be 0: the floor serves no gRPC")
     args = parser.parse_args(argv)
+    if args.grpc_port:
+        parser.error("the floor forwarder serves no gRPC (--grpc-port 0)")
     with open(args.config) as file:
         providers = yaml.safe_load(file)["providers"]
     base = urlsplit(next(iter(providers.values()))["base_url"])

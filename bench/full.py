@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.grpcload import run_grpc_load
 from bench.otlp_sink import OtlpSink
 from bench.procs import Detour, Placement, Upstream, detour, upstream
 from bench.report import machine_info
@@ -31,12 +32,21 @@ SCENARIOS = (OPENAI, OPENAI_STREAM, ANTHROPIC, FAILOVER)
 PACED = "openai-paced"
 PACED_CONNECTIONS = 16
 PACED_RPS = 1000
+PACED_DELAY_MS = round(PACED_CONNECTIONS * 1000 / PACED_RPS)  # each connection's mean pause
 TELEMETRY_RUNS = (
     ("openai-c1", 1, ""),
     ("openai-c16-paced", 16, PACED),
     ("openai-c16", 16, ""),
     ("openai-c64", 64, ""),
 )
+# gRPC `Gateway.Proxy` with the plain OpenAI body, mirroring the HTTP plain runs it is shown next to:
+# (name, the HTTP run whose direct call is its baseline, concurrent calls, mean pause per worker).
+GRPC_RUNS = (
+    ("grpc-proxy-c1", "openai-c1", 1, 0),
+    ("grpc-proxy-c16-paced", "openai-c16-paced", PACED_CONNECTIONS, PACED_DELAY_MS),
+    ("grpc-proxy-c16", "openai-c16", 16, 0),
+)
+GRPC_WARMUP_CALLS = 32  # per run, untimed: the load generator's channel and first calls
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Settings:
     events: int = 200
     startups: int = 5
     telemetry: bool = True
+    grpc: bool = True  # the gRPC Proxy runs (a stack that serves gRPC only)
     detour_command: Sequence[str] | None = None  # an alternative stack, same config and CLI flags
     label: str = "detour"
 
@@ -59,8 +70,7 @@ class Bench:
         self.wrk, self.up, self.work, self.placement, self.settings = wrk, up, work, placement, settings
         self.scripts = {s.name: write_script(work / f"{s.name}.lua", s.body, s.headers) for s in SCENARIOS}
         # 16 connections, each pausing so that together they offer about PACED_RPS requests/s.
-        delay_ms = round(PACED_CONNECTIONS * 1000 / PACED_RPS)
-        paced = write_script(work / "paced.lua", OPENAI.body, OPENAI.headers, delay_ms=delay_ms)
+        paced = write_script(work / "paced.lua", OPENAI.body, OPENAI.headers, delay_ms=PACED_DELAY_MS)
         self.scripts[PACED] = paced
 
     def wrk_run(
@@ -97,7 +107,7 @@ class Bench:
             self.wrk_run(scenario.detour_url(proxy.url), scenario, 16, self.settings.warmup_s)
 
     def start(
-        self, name: str, env: Mapping[str, str] | None = None
+        self, name: str, env: Mapping[str, str] | None = None, *, grpc: bool = False
     ) -> contextlib.AbstractContextManager[Detour]:
         return detour(
             self.up.url,
@@ -106,6 +116,7 @@ class Bench:
             env=env,
             command=self.settings.detour_command,
             name=name,
+            grpc=grpc,
         )
 
 
@@ -151,6 +162,8 @@ def run_full(settings: Settings) -> dict[str, Any]:
             results["startup"] = measure_startup(bench)
             with bench.start("detour") as proxy:
                 results["main"] = measure_main(bench, proxy)
+            if settings.grpc:
+                results["grpc"] = measure_grpc(bench, results["main"])
             if settings.telemetry:
                 results["telemetry"] = measure_telemetry(bench, results["main"])
     results["metrics"] = derive_metrics(results, settings.events)
@@ -212,6 +225,43 @@ def measure_main(bench: Bench, proxy: Detour) -> dict[str, Any]:
     return main
 
 
+def measure_grpc(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
+    """`Gateway.Proxy` through a Detour serving gRPC (started for these runs; the others run with
+    `--grpc-port 0`), driven by `bench.grpcload` in its own process where wrk runs. The baseline of
+    each run is the direct *HTTP* call of the matching plain run (wrk to the upstream): there is no
+    gRPC upstream, so the added latency is everything between a gRPC client and the upstream's answer,
+    the Python gRPC client's own time included."""
+    settings, others = bench.settings, bench.placement.others
+    with bench.start("detour-grpc", grpc=True) as proxy:
+        out: dict[str, Any] = {"ready_s": proxy.ready_s}
+        time.sleep(0.2)
+        out["idle_rss_mib"] = proxy.rss_mib()
+        run_grpc_load(proxy.grpc_target, OPENAI, concurrency=16, duration_s=settings.warmup_s, cpus=others)
+        runs = {}
+        for name, http_run, concurrency, delay_ms in GRPC_RUNS:
+            cpu_before = proxy.cpu_s()
+            through = run_grpc_load(
+                proxy.grpc_target,
+                OPENAI,
+                concurrency=concurrency,
+                duration_s=settings.duration_s,
+                delay_ms=delay_ms,
+                warmup=GRPC_WARMUP_CALLS,
+                cpus=others,
+            )
+            cpu_s = proxy.cpu_s() - cpu_before
+            calls = through.requests + through.warmup_calls
+            runs[name] = {
+                "baseline": http_run,
+                "direct": main["runs"][http_run]["direct"],
+                "through": through.as_dict(),
+                "detour_cpu_s": round(cpu_s, 3),
+                "detour_cpu_us_per_request": round(cpu_s / calls * 1e6, 1) if calls else None,
+            }
+        out["runs"] = runs
+    return out
+
+
 def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
     """The same core numbers with telemetry exporting to an in-process OTLP/HTTP receiver."""
     with OtlpSink() as sink, bench.start("detour-telemetry", env=sink.env()) as proxy:
@@ -262,6 +312,10 @@ def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
         "ready_s": results["startup"]["ready_median_s"],
         "errors": sum(run["through"]["errors"] for run in runs.values()),
     }
+    grpc = results.get("grpc")
+    if grpc:
+        metrics["grpc"] = _grpc_metrics(grpc["runs"])
+        metrics["errors"] += sum(run["through"]["errors"] for run in grpc["runs"].values())
     metrics["failover_excess_ms"] = metrics["failover_extra_ms"] - metrics["upstream_round_trip_429_ms"]
     telemetry = results.get("telemetry")
     if telemetry and telemetry["available"]:
@@ -289,4 +343,19 @@ def _core_metrics(runs: Mapping[str, Any]) -> dict[str, Any]:
         "rps_c16": runs["openai-c16"]["through"]["rps"],
         "rps_c64": runs["openai-c64"]["through"]["rps"],
         "cpu_us_per_request": runs["openai-c16"]["detour_cpu_us_per_request"],
+    }
+
+
+def _grpc_metrics(runs: Mapping[str, Any]) -> dict[str, Any]:
+    """The gRPC runs' numbers named as the HTTP plain runs' (`_core_metrics`), baseline direct HTTP."""
+    c1, paced, c16 = runs["grpc-proxy-c1"], runs["grpc-proxy-c16-paced"], runs["grpc-proxy-c16"]
+    return {
+        "added_p50_c1_ms": _added(c1, "p50_ms"),
+        "added_p99_c1_ms": _added(c1, "p99_ms"),
+        "added_p50_paced_ms": _added(paced, "p50_ms"),
+        "added_p99_paced_ms": _added(paced, "p99_ms"),
+        "paced_rps": paced["through"]["rps"],
+        "rps_c16": c16["through"]["rps"],
+        "cpu_us_per_request": c16["detour_cpu_us_per_request"],
+        "client_cpu_share_c16": c16["through"]["client_cpu_s"] / c16["through"]["duration_s"],
     }

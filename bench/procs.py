@@ -98,6 +98,8 @@ def upstream(
         yield Upstream(process, int(line[1]))
     finally:
         _stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def detour_config(upstream_url: str) -> str:
@@ -135,10 +137,17 @@ class Detour:
     process: subprocess.Popen[bytes]
     port: int
     ready_s: float  # process start to the first 200 from /readyz
+    grpc_port: int | None = None  # the gRPC API's port when it serves one
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        if self.grpc_port is None:
+            raise RuntimeError("this Detour was started without its gRPC API (`detour(..., grpc=True)`)")
+        return f"{HOST}:{self.grpc_port}"
 
     @property
     def pid(self) -> int:
@@ -163,15 +172,20 @@ def detour(
     env: Mapping[str, str] | None = None,
     command: Sequence[str] | None = None,
     name: str = "detour",
+    grpc: bool = False,
 ) -> Iterator[Detour]:
     """Start Detour on a free port and wait for `/readyz`; `command` replaces the usual entry point
-    (the harness uses that to measure alternative stacks with the same config)."""
+    (the harness uses that to measure alternative stacks with the same config). The gRPC API is off
+    (`--grpc-port 0`) unless `grpc`, then on a free port of its own: its default port (8082) would
+    clash between Detours started side by side, and an idle gRPC server is not what HTTP runs measure.
+    `detour serve` listens for gRPC before HTTP, so `/readyz` answering means both are up."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"{name}.yaml"
     config.write_text(detour_config(upstream_url))
     port = free_port()
     argv = list(command or [sys.executable, "-m", "sidecar.cli.main"])
-    argv += ["serve", "--config", str(config), "--port", str(port)]
+    grpc_port = free_port() if grpc else None
+    argv += ["serve", "--config", str(config), "--port", str(port), "--grpc-port", str(grpc_port or 0)]
     child_env = {**os.environ, **(env or {})}
     child_env.pop("DETOUR_CONFIG", None)
     with (workdir / f"{name}.log").open("ab") as log:
@@ -181,7 +195,7 @@ def detour(
         )
     try:
         ready_s = wait_ready(f"http://{HOST}:{port}/readyz", process, started)
-        yield Detour(process, port, ready_s)
+        yield Detour(process, port, ready_s, grpc_port)
     finally:
         _stop(process)
 

@@ -88,6 +88,18 @@ def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _with_grpc(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The main runs with the gRPC runs right after the HTTP plain (`openai-*`) ones."""
+    runs: dict[str, Any] = dict(results["main"]["runs"])
+    grpc: dict[str, Any] = (results.get("grpc") or {}).get("runs", {})
+    plain = [name for name in runs if name.startswith("openai-")]
+    if not grpc or not plain:
+        return runs | grpc
+    at = list(runs).index(plain[-1]) + 1
+    items = list(runs.items())
+    return dict(items[:at] + list(grpc.items()) + items[at:])
+
+
 def _side_by_side(runs: Mapping[str, Any]) -> list[str]:
     lines = [
         _row("run", "conns", "direct req/s", "Detour req/s", "direct p50 / p99", "Detour p50 / p99",
@@ -114,10 +126,11 @@ def _side_by_side(runs: Mapping[str, Any]) -> list[str]:
 
 def _header(results: Mapping[str, Any]) -> str:
     machine, settings = results["machine"], results["settings"]
+    load = "wrk, the gRPC load generator" if results.get("grpc") else "wrk"
     if machine["detour_cpus"]:
         where = (
             f"Detour pinned to core {machine['detour_cpus']}, "
-            f"wrk and the upstream on {machine['load_and_upstream_cpus']}"
+            f"{load} and the upstream on {machine['load_and_upstream_cpus']}"
         )
     else:
         where = "nothing pinned (one core)"
@@ -169,8 +182,48 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         ),
         _row("failed requests through Detour", str(metrics["errors"])),
     ]
-    lines += ["", *_telemetry_lines(results), "", *_side_by_side(results["main"]["runs"])]
+    lines += ["", *_grpc_lines(results), "", *_telemetry_lines(results)]
+    lines += ["", *_side_by_side(_with_grpc(results))]
+    if results.get("grpc"):
+        lines += ["", GRPC_NOTE]
     return "\n".join(lines) + "\n"
+
+
+GRPC_NOTE = (
+    "`grpc-proxy-*`: `detour.v1.Gateway/Proxy` with the same OpenAI body, from a grpc.aio client in its own "
+    "process (conns: concurrent calls over one channel), through a Detour serving gRPC; *direct* is the "
+    "direct HTTP call of the matching `openai-*` run (wrk), the baseline of the gRPC added latency."
+)
+
+
+def _grpc_lines(results: Mapping[str, Any]) -> list[str]:
+    """gRPC `Proxy` next to HTTP; both added latencies are over the same direct HTTP call (wrk)."""
+    if not results.get("grpc"):
+        return ["gRPC `Gateway.Proxy`: not measured (`--no-grpc`, or a stack without gRPC)."]
+    m, g = results["metrics"], results["metrics"]["grpc"]
+
+    def pair(source: Mapping[str, Any], low: str, high: str) -> str:
+        return f"{_ms(source[low])} / {_ms(source[high])}"
+
+    return [
+        _row("gRPC `Gateway.Proxy` next to HTTP (added: through Detour minus the direct HTTP call)",
+             "HTTP", "gRPC"),
+        _row("---", "---", "---"),
+        _row("added latency p50 / p99, sequential",
+             pair(m, "added_p50_c1_ms", "added_p99_c1_ms"), pair(g, "added_p50_c1_ms", "added_p99_c1_ms")),
+        _row("added latency p50 / p99, 16 connections / calls, paced (16 ms mean pauses)",
+             pair(m, "added_p50_paced_ms", "added_p99_paced_ms"),
+             pair(g, "added_p50_paced_ms", "added_p99_paced_ms")),
+        _row("requests/s served by that paced run", f"{m['paced_rps']:,.0f}", f"{g['paced_rps']:,.0f}"),
+        _row("requests/s on one core, 16 connections / concurrent calls",
+             f"{m['rps_c16']:,.0f}", f"{g['rps_c16']:,.0f}"),
+        _row("Detour CPU per request (16)",
+             f"{m['cpu_us_per_request']:,.0f} µs", f"{g['cpu_us_per_request']:,.0f} µs"),
+        _row("load generator (its CPU at 16, share of one core)", "wrk",
+             f"grpc.aio, own process ({g['client_cpu_share_c16']:.0%})"),
+        _row("RSS idle (a Detour serving gRPC: one sample)",
+             f"{m['idle_rss_mib']:.1f} MiB", f"{results['grpc']['idle_rss_mib']:.1f} MiB"),
+    ]  # fmt: skip
 
 
 def _telemetry_lines(results: Mapping[str, Any]) -> list[str]:

@@ -1,6 +1,7 @@
 """The stacks `python -m bench --stack NAME` can run in Detour's place, each with the same config and
 the same `serve --config … --port …` arguments: Detour as shipped, Detour with one part swapped
-(`bench.stacks`), or the routing-free floor forwarder (`bench.forwarder`).
+(`bench.stacks`), or the routing-free floor forwarder (`bench.forwarder`). Every one is started
+with `--grpc-port 0` unless a run needs gRPC (`bench.procs.detour`); the floor serves no gRPC at all.
 """
 
 from __future__ import annotations
@@ -25,3 +26,9 @@ def command_for(stack: str) -> Sequence[str] | None:
         raise SystemExit(f"unknown stack {stack!r}; known: {', '.join(STACKS)}")
     command = STACKS[stack]
     return None if command is None else [sys.executable, *command]
+
+
+def serves_grpc(stack: str) -> bool:
+    """Whether the stack has Detour's gRPC API (the floor forwarder has none)."""
+    command = STACKS.get(stack)
+    return command is None or "bench.forwarder" not in command
