@@ -4,6 +4,9 @@ The CLI, the demo and the tests all build a `Sidecar` and serve it with `serve`,
 them runs the same wiring over real sockets. Telemetry, when on, is built by the caller
 (`sidecar.telemetry.runtime.start_telemetry`) and handed in; the sidecar wires its hooks into the
 router and feeds the active-limits gauge, but the caller owns its flush and shutdown.
+
+The shared state (docs/scale-out.md) follows the config: each applied config's `state` section
+starts, keeps or stops the Redis link; with the default `memory` backend nothing of it runs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import random
 import socket
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -37,9 +40,16 @@ from sidecar.providers.http import HttpxTransport, Transport
 from sidecar.routing.events import Observer
 from sidecar.routing.failover import Router
 from sidecar.routing.table import Clock, RouteTable
+from sidecar.shared.state import LinkFactory, SharedState, redis_link
 from sidecar.telemetry.runtime import Telemetry
 
 log = logging.getLogger("detour")
+
+
+class Drainable(Protocol):
+    """A server `serve` stops with its own (the gRPC server, docs/grpc.md)."""
+
+    async def stop(self, grace_s: float | None) -> None: ...
 
 
 class Sidecar:
@@ -52,6 +62,7 @@ class Sidecar:
         observers: Sequence[Observer] = (),
         transport_factory: Callable[[], Transport] = HttpxTransport,
         telemetry: Telemetry | None = None,
+        shared_link: LinkFactory = redis_link,
     ) -> None:
         self._clients: dict[str, tuple[ProviderConfig, ProviderClient]] = {}
         self._retired: list[ProviderClient] = []
@@ -63,8 +74,16 @@ class Sidecar:
             observers=observers,
             tracing=telemetry.tracing if telemetry is not None else None,
         )
+        instruments = telemetry.tracing.instruments if telemetry is not None else None
         if telemetry is not None:
             telemetry.watch_limits(self.router.active_limits)
+        self.shared = SharedState(
+            self.router,
+            on_peer_limit=functools.partial(instruments.rate_limited, peer=True) if instruments else None,
+            link_factory=shared_link,
+        )
+        if instruments is not None:
+            instruments.watch_shared_state(self._shared_totals)
         self.asgi = DetourASGI(self)
         if loaded is not None:
             self.apply(loaded)
@@ -101,10 +120,16 @@ class Sidecar:
             clients={provider_id: client for provider_id, (_, client) in clients.items()},
         )
         self.router.apply(table)
+        self.shared.configure(loaded.config.state)
         log.info("config %s applied from %s", loaded.version, loaded.source)
         return table
 
+    def _shared_totals(self) -> dict[str, Any] | None:
+        """The `detour.shared_state.*` metrics; nothing while no Redis is configured."""
+        return self.shared.describe() if self.shared.settings is not None else None
+
     async def aclose(self) -> None:
+        await self.shared.aclose()
         clients = [client for _, client in self._clients.values()] + self._retired
         self._clients, self._retired = {}, []
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
@@ -134,11 +159,14 @@ class DrainingServer(uvicorn.Server):
         self.name = name
         self.grace_secs = grace_secs
         self.peers: Sequence[DrainingServer] = ()
+        self.on_exit: Callable[[], None] | None = None  # told of the signal, on the event loop
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         for peer in self.peers:
             peer.should_exit = True
+        if self.on_exit is not None:  # a signal handler: the event loop runs it, not this frame
+            asyncio.get_running_loop().call_soon_threadsafe(self.on_exit)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -251,8 +279,14 @@ async def serve(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    grpc: Drainable | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Serve on a socket from `bind_socket` until cancelled or signalled, then drain gracefully.
+
+    With `grpc` (started by the caller, docs/grpc.md), the gRPC server drains with the HTTP ports:
+    from the signal, within the same grace. Setting `stop` drains like a signal does (a SIGTERM
+    that came before uvicorn's handlers were installed).
 
     With `probe_sock`, `/healthz` and `/readyz` are also served there (and nothing else), so the
     kubelet can probe the pod IP while the API stays on loopback. With `admin_sock`, `/admin/*` is
@@ -276,13 +310,33 @@ async def serve(
         admin = DetourASGI(sidecar, admin_only=True)
         listeners.append((server_for(admin, name="admin"), admin_sock))
     servers = [server for server, _ in listeners]
+    draining: list[asyncio.Future[None]] = []
+
+    def drain_grpc() -> None:
+        if grpc is not None and not draining:
+            draining.append(asyncio.ensure_future(grpc.stop(shutdown_grace_secs)))
+
     for server in servers:
         server.peers = servers
+        server.on_exit = drain_grpc
+    sidecar.shared.start()  # a config applied before the event loop ran leaves it to here
     serving = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in listeners]
+    if stop is not None:
+
+        async def stop_when_told() -> None:
+            await stop.wait()
+            for server in servers:
+                server.should_exit = True
+            drain_grpc()
+
+        told = asyncio.ensure_future(stop_when_told())
     try:
         # Either server stopping (a signal reaches all of them) ends the sidecar.
         await asyncio.shield(asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
     finally:
         for server in servers:
             server.should_exit = True
-        await asyncio.wait(serving, timeout=shutdown_grace_secs + SHUTDOWN_MARGIN_S)
+        drain_grpc()
+        await asyncio.wait([*serving, *draining], timeout=shutdown_grace_secs + SHUTDOWN_MARGIN_S)
+        if stop is not None:
+            told.cancel()

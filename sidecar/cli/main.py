@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /admin/* on this port (same host as the API) and no longer on the API port "
         "(default: on the API port; env DETOUR_ADMIN_PORT)",
     )
+    serve.add_argument(
+        "--grpc-port",
+        type=_port_or_off,
+        default=os.environ.get("DETOUR_GRPC_PORT", "8082"),
+        metavar="PORT",
+        help="serve the gRPC API on this port, on the API's host (default 8082; 0 turns it off; "
+        "env DETOUR_GRPC_PORT; docs/grpc.md)",
+    )
     _add_limits(serve)
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
@@ -190,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ, metrics_port=args.metrics_port, metrics_host=args.metrics_host
             ),
             admin_port=args.admin_port,
+            grpc_port=args.grpc_port or None,
             **_given_limits(args),
         )
         return _run(lambda: serve_forever(settings))
@@ -264,6 +273,11 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
     return value
+
+
+def _port_or_off(text: str) -> int:
+    """An argparse type: a TCP port, or 0 for "off"."""
+    return 0 if text.strip() == "0" else _port(text)
 
 
 def _int_env(name: str) -> int | None:

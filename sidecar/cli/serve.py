@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar.app import DEFAULT_SHUTDOWN_GRACE_SECS, Sidecar, serve
 from sidecar.ingress.asgi import DEFAULT_MAX_BODY_BYTES
@@ -34,6 +34,9 @@ from sidecar.kube.reload import ConfigReloader
 from sidecar.sockets import bind_socket
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import start_telemetry
+
+if TYPE_CHECKING:
+    from sidecar.ingress.grpc.server import GrpcServer
 
 log = logging.getLogger("detour")
 
@@ -52,6 +55,7 @@ class ServeSettings:
     health_port: int | None = None  # /healthz and /readyz only, on every interface, for the kubelet
     telemetry: TelemetrySettings | None = None
     admin_port: int | None = None  # /admin/* there only, on `host`; None: on the API port
+    grpc_port: int | None = None  # gRPC API on `host` (docs/grpc.md); None: off (the CLI says 8082)
     # The limits that protect the process (docs/operations.md), the flags of the same names.
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line plus headers; 431 beyond
     header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS  # until a head is complete; 408
@@ -63,9 +67,8 @@ class ServeSettings:
 
 
 async def serve_forever(settings: ServeSettings) -> int:
-    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found; a no-op handler
-    # makes that a clean exit 0 instead of death by signal after a graceful shutdown.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    sigterm = _SigtermBeforeServing()
+    signal.signal(signal.SIGTERM, sigterm)
     try:
         telemetry = start_telemetry(settings.telemetry) if settings.telemetry is not None else None
     except OSError as exc:  # e.g. the --metrics-port is taken
@@ -90,12 +93,21 @@ async def serve_forever(settings: ServeSettings) -> int:
             for bound in sockets:
                 bound.close()
             return 1
+        try:
+            grpc_server = await _start_grpc(settings, sidecar, host, admin=admin_sock is None)
+        except OSError as exc:
+            log.error("could not listen for gRPC on %s:%s: %s", host, settings.grpc_port, exc)
+            follow.close()
+            for bound in sockets:
+                bound.close()
+            return 1
         log.info("detour serving on http://%s:%d", host, sock.getsockname()[1])
         if probe_sock is not None:
             log.info("health probes on http://%s:%d", PROBE_HOST, probe_sock.getsockname()[1])
         if admin_sock is not None:
             log.info("admin endpoints on http://%s:%d", host, admin_sock.getsockname()[1])
         following = asyncio.ensure_future(follow)
+        sigterm.stop = asyncio.Event()
         try:
             await serve(
                 sidecar,
@@ -109,6 +121,8 @@ async def serve_forever(settings: ServeSettings) -> int:
                 max_connections=settings.max_connections,
                 shutdown_grace_secs=settings.shutdown_grace_secs,
                 max_body_bytes=settings.max_body_bytes,
+                grpc=grpc_server,
+                stop=sigterm.stop,
             )
         finally:
             following.cancel()
@@ -121,6 +135,24 @@ async def serve_forever(settings: ServeSettings) -> int:
         if telemetry is not None:
             await asyncio.to_thread(telemetry.shutdown)  # exports what is still buffered
     return 0
+
+
+class _SigtermBeforeServing:
+    """The SIGTERM handler `detour serve` installs first.
+
+    Before serving (loading the config, binding) there is nothing to drain: SIGTERM exits at once,
+    with 0. Once serving, uvicorn's own handler takes over within a loop turn and drains; a SIGTERM
+    in that turn sets `stop`, which `serve` drains on just the same. uvicorn re-raises the signal
+    to this handler after its drain: setting `stop` again is harmless, and the exit is a clean 0,
+    not death by signal."""
+
+    def __init__(self) -> None:
+        self.stop: asyncio.Event | None = None  # set when serving begins
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stop is None:
+            raise SystemExit(0)
+        asyncio.get_running_loop().call_soon_threadsafe(self.stop.set)
 
 
 async def _config_source(settings: ServeSettings, sidecar: Sidecar) -> Coroutine[Any, Any, None] | None:
@@ -152,6 +184,24 @@ async def _config_source(settings: ServeSettings, sidecar: Sidecar) -> Coroutine
     if not await reloader.offer_text(text, origin=f"file:{path}"):
         return None  # an invalid file at start-up is fatal; the problems were logged
     return follow_file(path, reloader, initial_text=text, interval_s=settings.reload_interval_s)
+
+
+async def _start_grpc(
+    settings: ServeSettings, sidecar: Sidecar, host: str, *, admin: bool
+) -> GrpcServer | None:
+    """The started gRPC server, or None when it is off; OSError when it cannot listen.
+
+    Imported here, not at the top: grpc is loaded only by a sidecar that serves it."""
+    if settings.grpc_port is None:
+        return None
+    from sidecar.ingress.grpc.server import build_grpc_server
+
+    server = build_grpc_server(
+        sidecar, host, settings.grpc_port, admin=admin, max_body_bytes=settings.max_body_bytes
+    )
+    await server.start()
+    log.info("gRPC API on %s", server.address)
+    return server
 
 
 def _bound(sockets: list[socket.socket], host: str, port: int | None) -> socket.socket | None:

@@ -66,12 +66,27 @@ class WeightedProvider(_Strict):
     weight: int = Field(gt=0)
 
 
-class RoundRobinStrategy(_Strict):
+class MinRemaining(_Strict):
+    """Proactive routing on the providers' remaining-quota headers (docs/scale-out.md): a candidate
+    whose last-seen budget is under a threshold is tried after the others until that budget resets.
+    `tokens` is compared with the budget left once this request's estimated input tokens are spent."""
+
+    requests: int | None = Field(default=None, ge=1)
+    tokens: int | None = Field(default=None, ge=1)
+
+
+class _Proactive(_Strict):
+    """The option every strategy has: off (None) unless configured."""
+
+    min_remaining: MinRemaining | None = None
+
+
+class RoundRobinStrategy(_Proactive):
     type: Literal["round-robin"]
     providers: list[str] = Field(min_length=1)
 
 
-class WeightedRoundRobinStrategy(_Strict):
+class WeightedRoundRobinStrategy(_Proactive):
     type: Literal["weighted-round-robin"]
     providers: list[WeightedProvider] = Field(min_length=1)
 
@@ -90,7 +105,7 @@ class RateLimitSettings(_Strict):
 DEFAULT_RATE_LIMITS = RateLimitSettings()
 
 
-class LimitsAlternativeStrategy(RateLimitSettings):
+class LimitsAlternativeStrategy(RateLimitSettings, _Proactive):
     type: Literal["limits-alternative"]
     primary_providers: list[str] = Field(min_length=1)
     alternative_providers: list[str] = Field(default_factory=list)
@@ -138,6 +153,12 @@ class Rule(_Strict):
         strategy = self.strategy
         return strategy if isinstance(strategy, RateLimitSettings) else DEFAULT_RATE_LIMITS
 
+    @property
+    def min_remaining(self) -> MinRemaining | None:
+        """The strategy's proactive threshold; None (off) for a rule without a strategy."""
+        strategy = self.strategy
+        return strategy.min_remaining if strategy is not None else None
+
 
 class CircuitBreakerConfig(_Strict):
     failure_threshold: int = Field(default=5, ge=1)
@@ -159,8 +180,25 @@ class ServerConfig(_Strict):
     port: int = Field(default=8081, ge=0, le=65535)
 
 
+class StateBackend(StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+class StateConfig(_Strict):
+    """Where routing state lives beyond this process (docs/scale-out.md). `memory`, the default, is
+    each sidecar on its own; `redis` shares limits and budgets with every sidecar on the same
+    Redis and key prefix. The URL may hold a password: it is never shown (repr, messages, logs)."""
+
+    backend: StateBackend = StateBackend.MEMORY
+    url: str | None = Field(default=None, repr=False)
+    key_prefix: str = Field(default="detour:", min_length=1, max_length=64)
+    timeout_ms: int = Field(default=50, ge=1, le=60_000)  # one Redis command, never a request
+
+
 class DetourConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     routing: RoutingConfig
 

@@ -23,6 +23,8 @@ from sidecar.config.models import (
     ProviderConfig,
     RoundRobinStrategy,
     Rule,
+    StateBackend,
+    StateConfig,
     WeightedRoundRobinStrategy,
 )
 from sidecar.errors import ConfigProblem
@@ -220,9 +222,44 @@ def check_references(config: DetourConfig) -> tuple[list[ConfigProblem], list[st
         warning = _cross_dialect_warning(rule, base, config.providers)
         if warning:
             warnings.append(warning)
+        threshold = rule.min_remaining
+        if threshold is not None and threshold.requests is None and threshold.tokens is None:
+            problems.append(
+                ConfigProblem(f"{base}.strategy.min_remaining", "needs 'requests', 'tokens' or both")
+            )
+    state_problems, state_warnings = _state_problems(config.state)
+    problems.extend(state_problems)
+    warnings.extend(state_warnings)
     if not any(rule.matcher.always for rule in config.routing.rules):
         warnings.append(
             "no rule has 'matcher: {always: true}'; requests for models no rule matches will get 404"
+        )
+    return problems, warnings
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9:_.{}/-]+")
+
+
+def _state_problems(state: StateConfig) -> tuple[list[ConfigProblem], list[str]]:
+    """The `state` section (docs/scale-out.md). Its URL may carry a password, so no message quotes
+    it, not even in part: only what is wrong with it."""
+    problems: list[ConfigProblem] = []
+    warnings: list[str] = []
+    if state.backend is StateBackend.REDIS:
+        if state.url is None:
+            problems.append(ConfigProblem("state.url", "required with backend 'redis'"))
+        elif not state.url.startswith(_REDIS_SCHEMES):
+            problems.append(
+                ConfigProblem("state.url", "must start with redis://, rediss:// or unix:// (value not shown)")
+            )
+    elif state.url is not None:
+        warnings.append("state.url is ignored: the state backend is 'memory'")
+    if not _KEY_PREFIX.fullmatch(state.key_prefix):
+        problems.append(
+            ConfigProblem(
+                "state.key_prefix", "may hold only letters, digits and : _ . { } / - (value not shown)"
+            )
         )
     return problems, warnings
 

@@ -154,6 +154,7 @@ def sidecar_container(
         "--configmap-key", settings.configmap_key,
         "--port", port,
         "--health-port", str(health),
+        "--grpc-port", str(settings.grpc_port),
         "--log-level", settings.log_level,
     ]  # fmt: skip
     container["env"] = _sidecar_env(settings, app_name)
@@ -334,7 +335,7 @@ def _why_injecting_would_break(
     annotations = metadata.get("annotations") or {}
     if "kubernetes.io/config.mirror" in annotations:
         return "a static pod's mirror (the kubelet runs the static pod as written)"
-    return _port_clash(containers, {settings.port, settings.health_port})
+    return _port_clash(containers, {settings.port, settings.health_port, settings.grpc_port} - {0})
 
 
 def _port_clash(containers: list[Mapping[str, Any]], ports: set[int]) -> str | None:

@@ -86,6 +86,7 @@ class InjectorSettings(_Strict):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     port: Port = 8081
     health_port: Port = 8083
+    grpc_port: Annotated[int, Field(ge=0, le=65535)] = 8082  # on 127.0.0.1; 0: no gRPC API
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     resources: Resources = DEFAULT_RESOURCES
     telemetry: InjectedTelemetry = Field(default_factory=InjectedTelemetry)
@@ -95,6 +96,8 @@ class InjectorSettings(_Strict):
     def _distinct_ports(self) -> InjectorSettings:
         if self.port == self.health_port:
             raise ValueError("port and health_port must differ")
+        if self.grpc_port in (self.port, self.health_port):
+            raise ValueError("grpc_port must differ from port and health_port")
         return self
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from sidecar.config.loader import LoadedConfig, load_config_text
 from sidecar.errors import ConfigError
+from sidecar.routing.events import ConfigRejected
 
 log = logging.getLogger("detour.config")
 
@@ -43,6 +44,18 @@ class ReloadStatus:
     rejected: int = 0
     failed: int = 0  # unexpected exceptions while following the source (a bug, not a config problem)
     last_failure: str | None = None  # the type of the latest one; never its message
+    # Told of every change that did not become the config in force (gRPC `Admin.WatchEvents`; an
+    # applied config is the router's own event). Called on the event loop; they must not block.
+    _listeners: tuple[Callable[[ConfigRejected], None], ...] = field(default=(), repr=False, compare=False)
+
+    def subscribe(self, listener: Callable[[ConfigRejected], None]) -> Callable[[], None]:
+        """Hear rejections from now on, until the returned function is called."""
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(each for each in self._listeners if each is not listener)
+
+        return unsubscribe
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -168,9 +181,14 @@ class ConfigReloader:
             await self._changed.wait_for(lambda: predicate(self.status))
 
     def _record(self, result: str, problems: list[str]) -> None:
-        self.status.last_result = result
-        self.status.last_problems = problems
-        self.status.last_change_at = time.time()
+        status = self.status
+        status.last_result = result
+        status.last_problems = problems
+        status.last_change_at = time.time()
+        if result != "applied" and status._listeners:
+            event = ConfigRejected(status.source, result, tuple(problems), status.version)
+            for listener in status._listeners:
+                listener(event)
 
     async def _tell(self, reason: str, message: str, warning: bool, uid: str | None) -> None:
         async with self._changed:

@@ -81,6 +81,7 @@ _DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?", _FLA
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "h": 3600.0, "m": 60.0, "s": 1.0}
 _GO_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|h|m|s)"
 _GO_DURATION = re.compile(rf"\+?(?:{_GO_PART})+", re.ASCII)
+_GO_ONE_PART = re.compile(_GO_PART, re.ASCII)  # "6ms", "1.5s": what OpenAI sends on every answer
 _GO_PARTS = re.compile(_GO_PART, re.ASCII)
 
 
@@ -110,6 +111,75 @@ def parse_rate_limit_hint(headers: Mapping[str, str], *, now: float) -> RateLimi
         # The provider admits us again only when every exhausted bucket has refilled.
         return _hint(max(waits), WaitSource.RESET_HEADER)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class RemainingBudget:
+    """What a provider said is left of its quota, from the same header pairs (docs/scale-out.md,
+    proactive routing): per bucket kind the count and the seconds until it refills, None where the
+    headers said nothing usable. `tokens` is the smallest of the token buckets (Anthropic has
+    tokens, input-tokens and output-tokens): a request needs room in each."""
+
+    requests: int | None
+    requests_reset_s: float | None
+    tokens: int | None
+    tokens_reset_s: float | None
+
+
+def parse_remaining(headers: Mapping[str, str], *, now: float) -> RemainingBudget | None:
+    """The remaining budget of OpenAI's `x-ratelimit-remaining-*` / `-reset-*` (Go durations) and
+    Anthropic's `anthropic-ratelimit-*-remaining` / `-reset` (RFC 3339), or None when the response
+    carries none. Total like the rest of this module; `now` is the Unix time of the response."""
+    requests: tuple[int, float | None] | None = None
+    tokens: tuple[int, float | None] | None = None
+    for remaining_name, reset_name, counts_requests, openai in _BUDGET_HEADERS:
+        text = headers.get(remaining_name)
+        if text is None:
+            continue
+        count = _count(text)
+        if count is None:
+            continue
+        reset = headers.get(reset_name)
+        found = (count, None if reset is None else _reset_in(reset, openai=openai, now=now))
+        if counts_requests:
+            requests = found if requests is None or count < requests[0] else requests
+        else:
+            tokens = found if tokens is None or count < tokens[0] else tokens
+    if requests is None and tokens is None:
+        return None
+    return RemainingBudget(
+        requests[0] if requests else None,
+        requests[1] if requests else None,
+        tokens[0] if tokens else None,
+        tokens[1] if tokens else None,
+    )
+
+
+# (remaining, reset, counts requests — else tokens, OpenAI's reset format — else Anthropic's)
+_BUDGET_HEADERS = tuple(
+    (remaining, reset, "requests" in remaining, openai)
+    for pairs, openai in ((_OPENAI_PAIRS, True), (_ANTHROPIC_PAIRS, False))
+    for remaining, reset in pairs
+)
+
+
+def _count(text: str) -> int | None:
+    """A remaining count: ASCII digits only (bounded, so a huge value cannot cost a slow int())."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
+def _reset_in(text: str, *, openai: bool, now: float) -> float | None:
+    if openai:
+        wait = parse_go_duration(text)
+    else:
+        at = parse_rfc3339(text)
+        wait = None if at is None else at - now
+    if wait is None or math.isnan(wait):
+        return None
+    return min(max(wait, 0.0), MAX_WAIT_S)
 
 
 def parse_delta_seconds(text: str) -> float | None:
@@ -164,6 +234,8 @@ def parse_go_duration(text: str) -> float | None:
     text = text.strip()
     if text in ("0", "+0"):  # Go prints a zero duration as "0s" but accepts a bare "0"
         return 0.0
+    if single := _GO_ONE_PART.fullmatch(text):  # one match instead of two: budgets read every answer
+        return float(single[1]) * _GO_UNITS[single[2]]
     if not _GO_DURATION.fullmatch(text):
         return None
     return sum(float(num) * _GO_UNITS[unit] for num, unit in _GO_PARTS.findall(text))

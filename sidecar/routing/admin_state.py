@@ -1,4 +1,4 @@
-"""What `/admin/state` (and later gRPC `Admin.GetState`) shows: the config in force, the limits and
+"""What `/admin/state` (and gRPC `Admin.GetState`) shows: the config in force, the limits and
 the circuits. Credentials are never part of it — only ids, models, reasons and times.
 
 Its size is bounded whatever the clients send (docs/architecture.md §8): each list shows at most
@@ -39,6 +39,8 @@ def describe_state(
             "remaining_s": round(entry.expires_at - now, 3),
             "expires_at": wall + (entry.expires_at - now),
             "consecutive_429s": entry.consecutive,
+            # Only a limit another sidecar saw says so (docs/scale-out.md); memory mode is unchanged.
+            **({"learned_from": "peer"} if entry.peer else {}),
         }
         for key, entry in heapq.nsmallest(LISTED, active, key=lambda item: item[1].expires_at)
     ]

@@ -31,6 +31,7 @@ from sidecar.errors import (
 from sidecar.providers.classify import Outcome, classify, parse_error_body
 from sidecar.providers.client import ClientHeaders, ProviderClient
 from sidecar.providers.http import UpstreamResponse
+from sidecar.routing.budgets import BudgetSink
 from sidecar.routing.events import AttemptTrace
 from sidecar.routing.exchange import RoutedResponse
 from sidecar.routing.policy import AttemptFailure
@@ -52,8 +53,12 @@ async def run_attempt(
     convert_response: Callable[[dict[str, Any]], bytes] | None,
     counters: StreamCounters,
     trace: AttemptTrace | None = None,
+    budgets: BudgetSink | None = None,
 ) -> RoutedResponse | StreamLeg | AttemptFailure:
     """A whole answer (`emitter` None), a committed stream leg, or a failure.
+
+    `budgets` (only while some rule routes on remaining quota, docs/scale-out.md) is told every
+    response's headers, a 429's included.
 
     `timeout_secs` bounds a whole non-streaming attempt; a stream is bounded until its first
     content event by `first_token_timeout_secs` (else `timeout_secs`), and between events by
@@ -65,6 +70,8 @@ async def run_attempt(
         async with asyncio.timeout(deadline or config.timeout_secs):
             extra = trace.upstream_headers if trace is not None else ()
             response = await client.send(body, headers_in, extra)
+            if budgets is not None:
+                budgets.note(candidate, response.headers)
             if response.status >= 400:
                 result = await _failure_from_status(client.dialect, response)
             elif emitter is None:

@@ -2,8 +2,11 @@
 
 Two kinds of listeners, both protocols so the routing layer never imports who implements them:
 
-- `Observer` (the demo's live view, tests, later gRPC `Admin.WatchEvents`) hears process-wide
-  events; with none registered, emitting costs one empty check.
+- `Observer` (the demo's live view, tests, gRPC `Admin.WatchEvents`) hears process-wide events;
+  with none registered, emitting costs one empty check. A `Watcher` (`Admin.WatchEvents`, gRPC
+  health; docs/grpc.md) hears configs applied and limits cleared by hand. Both may come and go at
+  any time (`Router.observe`, `Router.watch`); a config source reports rejected configs
+  (`ConfigRejected`) to its own listeners.
 - `RequestTracing` (telemetry) follows one request from the ingress down to each upstream attempt:
   the ingress opens a `RequestTrace` per inbound request, the router opens an `AttemptTrace` per
   upstream request and hands its `upstream_headers` (a W3C `traceparent`) to the provider client.
@@ -60,12 +63,45 @@ class Served:
     first_provider: str  # the candidate tried first; differs from provider_id after a failover
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigApplied:
+    version: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRejected:
+    """A config source offered something that did not become the config in force (reported by the
+    `kube.reload.ConfigReloader`; its problems name YAML paths and never quote values)."""
+
+    source: str
+    result: str  # rejected | missing | failed
+    problems: tuple[str, ...]
+    active_version: str | None  # what stays in force
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCleared:
+    provider_id: str
+    model: str | None  # None: every limit of the provider
+    cleared: int  # entries lifted
+
+
 class Observer(Protocol):
     def on_rate_limited(self, event: RateLimited) -> None: ...
 
     def on_failed_over(self, event: FailedOver) -> None: ...
 
     def on_served(self, event: Served) -> None: ...
+
+
+class Watcher(Protocol):
+    """Hears what changes the routing state outside requests. Called synchronously on the event
+    loop: it must only take note (a bounded queue), never wait."""
+
+    def on_config_applied(self, event: ConfigApplied) -> None: ...
+
+    def on_limit_cleared(self, event: LimitCleared) -> None: ...
 
 
 class AttemptTrace(Protocol):
@@ -106,3 +142,6 @@ class RequestTrace(Observer, Protocol):
 
 class RequestTracing(Protocol):
     def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestTrace: ...
+
+    def start_rpc(self, service: str, method: str, headers: ClientHeaders) -> RequestTrace:
+        """A gRPC call (docs/grpc.md): its `end` gets the gRPC status code, not an HTTP status."""

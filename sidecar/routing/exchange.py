@@ -1,6 +1,6 @@
 """The request the router receives and the response it hands back, free of any HTTP framework.
 
-Both ingresses (ASGI now, gRPC later) build an `InboundRequest` and render a `RoutedResponse`.
+Both ingresses (ASGI, `ingress/grpc`) build an `InboundRequest` and render a `RoutedResponse`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ frameworks; the ingress calls `Router.route`.
 - `route(request, trace)`: one request. Raises the 503 "no routing config is loaded yet" (the only
   place it is raised), `NoRouteError`, `AllCandidatesLimited`, `AllCandidatesFailed`.
 - `describe_state()` (/admin/state), `active_limits()` (the telemetry gauge), `table`.
+- `observe(observer)`, `watch(watcher)` and `clear_limit(provider, model)`: for gRPC
+  `Admin.WatchEvents`, health and `Admin.ClearLimit` (docs/grpc.md).
 - `limits`, `circuits`, `counters`, `clock`, `tracing`: the state itself, read by the ingress
   (`tracing`), the demo and the tests; nothing outside routing writes it.
 
@@ -37,8 +39,9 @@ from sidecar.dialects.exchange_plan import Exchange, plan_exchange
 from sidecar.errors import NoRouteError, RequestError, TranslationError
 from sidecar.providers.classify import Outcome
 from sidecar.providers.client import ProviderClient
-from sidecar.routing import admin_state
+from sidecar.routing import admin_state, events
 from sidecar.routing.attempt import client_error, run_attempt, stream_response
+from sidecar.routing.budgets import BudgetSink, BudgetTable, uses_budgets
 from sidecar.routing.circuits import CircuitBreakers
 from sidecar.routing.events import FailedOver, Observer, RequestTrace, RequestTracing, Served
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
@@ -67,17 +70,22 @@ class Router:
         tracing: RequestTracing | None = None,
     ) -> None:
         self.limits = RateLimitTable()
+        self.budgets = BudgetTable()  # remaining quota, for `min_remaining` (docs/scale-out.md)
         self.circuits = CircuitBreakers()
         self.counters = Counters()
         self.clock = clock or Clock()
         self.tracing = tracing  # read by the ingress, which opens one RequestTrace per request
-        self._observers = tuple(observers)
+        self._observers: tuple[Observer, ...] = tuple(observers)
+        self._watchers: tuple[events.Watcher, ...] = ()
         self._rng = rng or random.Random()
         self._rotations = Rotations()  # survive reloads while a rule's provider list is the same
         self._table: RouteTable | None = None
         # Candidate lists of the strategies that do not rotate, per (rule, requested model), for
         # the table in force only: a request still on an older table plans without the cache.
         self._plans: dict[tuple[str, str], list[Candidate]] = {}
+        # Reads the upstream budget headers only while some rule routes on them (else None: free).
+        self._budget_sink: BudgetSink | None = None
+        self.shared_state: Callable[[], dict[str, Any]] | None = None  # /admin/state, when shared
 
     @property
     def table(self) -> RouteTable | None:
@@ -89,31 +97,59 @@ class Router:
         providers = set(table.providers)
         self.limits.capacity = routing.rate_limit_table_size
         self.limits.keep_only(providers)
+        self.budgets.capacity = routing.rate_limit_table_size
+        self.budgets.keep_only(providers)
+        self._budget_sink = BudgetSink(self.budgets, self.clock) if uses_budgets(table.rules) else None
         self.circuits.settings = routing.circuit_breaker
         self.circuits.keep_only(providers)
         self._table = table
         self._plans = {}
+        if self._watchers:
+            applied = events.ConfigApplied(table.version, table.loaded.source)
+            for watcher in self._watchers:
+                watcher.on_config_applied(applied)
+
+    def observe(self, observer: Observer) -> Callable[[], None]:
+        """`observer` hears every request's events from now on, until the returned function is
+        called. The tuple is replaced, never changed in place: an emission in progress finishes."""
+        self._observers = (*self._observers, observer)
+
+        def unobserve() -> None:
+            self._observers = tuple(each for each in self._observers if each is not observer)
+
+        return unobserve
+
+    def watch(self, watcher: events.Watcher) -> Callable[[], None]:
+        """`watcher` hears configs applied and limits cleared, until the returned function is called."""
+        self._watchers = (*self._watchers, watcher)
+
+        def unwatch() -> None:
+            self._watchers = tuple(each for each in self._watchers if each is not watcher)
+
+        return unwatch
+
+    def clear_limit(self, provider_id: str, model: str | None = None) -> int:
+        """Lift a limit by hand: one candidate's, or with `model` None every limit of the provider
+        (its quota included). Returns how many entries were lifted."""
+        cleared = self.limits.clear(provider_id, model)
+        event = events.LimitCleared(provider_id, model, cleared)
+        for watcher in self._watchers:
+            watcher.on_limit_cleared(event)
+        return cleared
 
     def describe_state(self) -> dict[str, Any]:
         """/admin/state without the reload status (the composition root knows that)."""
-        return admin_state.describe_state(self._table, self.limits, self.clock, self.circuits, self.counters)
+        state = admin_state.describe_state(self._table, self.limits, self.clock, self.circuits, self.counters)
+        if self.shared_state is not None:
+            state["shared_state"] = self.shared_state()
+        return state
 
     def active_limits(self) -> dict[str, int]:
         """Candidates rate-limited now, per configured provider (0 included), for the
-        `detour.rate_limit.active` gauge. Runs on a metric reader's thread while the event loop may
-        change the table, so a read that collides with a change is simply tried again."""
+        `detour.rate_limit.active` gauge (read on a metric reader's thread)."""
         table = self._table
-        counts = dict.fromkeys(table.providers, 0) if table is not None else {}
-        now = self.clock.monotonic()
-        for _ in range(5):
-            try:
-                keys = [key for key, _ in self.limits.active(now)]
-            except RuntimeError:  # "dictionary changed size during iteration"
-                continue
-            for key in keys:
-                counts[key.provider_id] = counts.get(key.provider_id, 0) + 1
-            break
-        return counts
+        providers = table.providers if table is not None else ()
+        return self.limits.active_per_provider(providers, self.clock.monotonic())
 
     async def route(self, request: InboundRequest, trace: RequestTrace | None = None) -> RoutedResponse:
         table = self._table  # one snapshot for the whole request, whatever reloads meanwhile
@@ -125,6 +161,10 @@ class Router:
         if rule is None:
             raise NoRouteError(request.model)
         candidates = self._candidates(rule, request.model, table)
+        if self._budget_sink is not None:  # one check while no rule routes on remaining quota
+            candidates = self.budgets.prefer(
+                candidates, rule.min_remaining, request.raw, self.clock.monotonic()
+            )
         max_wait = rule.rate_limits.max_wait_for_retry_after_secs
         attempts = 0
         slack = 0.0
@@ -268,6 +308,7 @@ class Router:
                     convert_response=convert_response,
                     counters=self.counters,
                     trace=trace,
+                    budgets=self._budget_sink,
                 )
             except BaseException:
                 # Cancelled, or a bug: a half-open circuit must not keep its probe slot forever.

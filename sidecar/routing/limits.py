@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,6 +41,7 @@ class LimitEntry:
     source: WaitSource
     reason: LimitReason
     consecutive: int  # consecutive 429s, kept after expiry so the next backoff doubles
+    peer: bool = False  # learned from another sidecar through the shared state (docs/scale-out.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +122,40 @@ class RateLimitTable:
                     decision.wait_s,
                     decision.source,
                 )
+                current.peer = False
             return current
         if current is None:
             self._make_room(now)
         entry = LimitEntry(expires_at, decision.wait_s, decision.source, decision.reason, consecutive)
         self._entries[key] = entry
         return entry
+
+    def adopt(
+        self,
+        key: LimitKey,
+        expires_at: float,
+        wait_s: float,
+        source: WaitSource,
+        reason: LimitReason,
+        now: float,
+    ) -> bool:
+        """A limit another sidecar recorded (docs/scale-out.md): taken when it expires later than
+        the one in force, as a peer's; the backoff counter stays this sidecar's own. Whether it was
+        taken."""
+        current = self._entries.get(key)
+        if expires_at <= now or (current is not None and current.expires_at >= expires_at):
+            return False
+        if current is None:
+            self._make_room(now)
+            self._entries[key] = LimitEntry(expires_at, wait_s, source, reason, 0, peer=True)
+        else:
+            current.expires_at, current.wait_s, current.source, current.peer = (
+                expires_at,
+                wait_s,
+                source,
+                True,
+            )
+        return True
 
     def record_success(self, provider_id: str, model: str) -> None:
         """A success resets the candidate's backoff counter."""
@@ -151,6 +180,21 @@ class RateLimitTable:
         for key, entry in self._entries.items():
             if entry.expires_at > now:
                 yield key, entry
+
+    def active_per_provider(self, providers: Iterable[str], now: float) -> dict[str, int]:
+        """Limited entries per provider, each of `providers` included with 0. Safe to call from
+        another thread (a metric reader) while the event loop changes the table: a read that
+        collides with a change is simply tried again."""
+        counts = dict.fromkeys(providers, 0)
+        for _ in range(5):
+            try:
+                keys = [key for key, _ in self.active(now)]
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+            for key in keys:
+                counts[key.provider_id] = counts.get(key.provider_id, 0) + 1
+            break
+        return counts
 
     def _make_room(self, now: float) -> None:
         if len(self._entries) < self.capacity * PURGE_AT:

@@ -10,7 +10,7 @@ model-valued attribute goes through a `BoundedValues` (100 distinct values per p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar.routing.events import FailedOver, RateLimited, Served
 
@@ -29,6 +29,9 @@ TOKEN_BUCKETS = (
 BACKOFF_BUCKETS = (0, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 172800)
 
 ActiveLimits = Callable[[], Mapping[str, int]]
+# The shared state's totals (docs/scale-out.md): its `errors` and whether it is connected; None
+# while no Redis is configured (then these instruments report nothing).
+SharedStateTotals = Callable[[], Mapping[str, Any] | None]
 
 
 class BoundedValues:
@@ -56,6 +59,7 @@ class Instruments:
         self.response_model = BoundedValues()
         self.limited_model = BoundedValues()
         self._active: ActiveLimits | None = None
+        self._shared: SharedStateTotals | None = None
         self.rate_limit_events = meter.create_counter(
             "detour.rate_limit.events", "{event}", "Upstream answers that rate-limited a candidate (429)."
         )
@@ -78,6 +82,18 @@ class Instruments:
             [self._observe_active],
             "{candidate}",
             "Candidates rate-limited now.",
+        )
+        meter.create_observable_counter(
+            "detour.shared_state.errors",
+            [self._observe_shared_errors],
+            "{error}",
+            "Failed connections and commands to the shared state's Redis (docs/scale-out.md).",
+        )
+        meter.create_observable_gauge(
+            "detour.shared_state.connected",
+            [self._observe_shared_connected],
+            "1",
+            "1 while the shared state's Redis is connected, else 0.",
         )
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
@@ -102,9 +118,19 @@ class Instruments:
         """Where `detour.rate_limit.active` reads from: limited candidates per provider id."""
         self._active = active
 
-    def rate_limited(self, event: RateLimited) -> None:
+    def watch_shared_state(self, totals: SharedStateTotals) -> None:
+        """Where the `detour.shared_state.*` instruments read from (only with a Redis backend)."""
+        self._shared = totals
+
+    def rate_limited(self, event: RateLimited, *, peer: bool = False) -> None:
+        """`peer`: learned from another sidecar through the shared state, which these events then
+        say with `source=peer` (a limit this sidecar met itself carries no `source`)."""
         model = self.limited_model(event.model)
         attributes = {"provider": event.provider_id, "model": model, "reason": event.reason.value}
+        if peer:
+            attributes["source"] = "peer"
+            self.rate_limit_events.add(1, attributes)
+            return  # the wait was the peer's to choose: `detour.rate_limit.backoff` is this sidecar's
         self.rate_limit_events.add(1, attributes)
         self.backoff.record(event.wait_s, {"provider": event.provider_id})
 
@@ -120,6 +146,18 @@ class Instruments:
             "model": self.request_model(requested_model),
         }
         self.alternatives_used.add(1, attributes)
+
+    def _observe_shared_errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        totals = self._shared() if self._shared is not None else None
+        return [] if totals is None else [Observation(int(totals["errors"]), {"backend": "redis"})]
+
+    def _observe_shared_connected(self, options: CallbackOptions) -> Iterable[Observation]:
+        from opentelemetry.metrics import Observation
+
+        totals = self._shared() if self._shared is not None else None
+        return [] if totals is None else [Observation(int(bool(totals["connected"])), {"backend": "redis"})]
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation

@@ -23,6 +23,7 @@ _DEFAULT_ARGS = [
     "--configmap-key", "routes.yaml",
     "--port", "8081",
     "--health-port", "8083",
+    "--grpc-port", "8082",
     "--log-level", "info",
 ]  # fmt: skip
 

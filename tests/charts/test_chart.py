@@ -446,6 +446,7 @@ DEFAULT_INJECT_YAML = {
     "image_pull_policy": "IfNotPresent",
     "port": 8081,
     "health_port": 8083,
+    "grpc_port": 8082,
     "log_level": "info",
     "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     "telemetry": {"env": {}},
@@ -459,6 +460,7 @@ ALL_OPTIONS_INJECT_YAML = {
     "image_pull_policy": "Always",
     "port": 9081,
     "health_port": 9083,
+    "grpc_port": 9082,
     "log_level": "debug",
     "resources": {
         "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "16Mi"},

@@ -83,6 +83,7 @@ def test_every_setting_reaches_the_container_as_the_contract_says(
         "--configmap-key", "detour.yaml",
         "--port", "9081",
         "--health-port", "9083",
+        "--grpc-port", "9082",
         "--log-level", "debug",
     ]  # fmt: skip
     expected = {
@@ -209,6 +210,7 @@ def injector_settings(variant: dict[str, Any]) -> InjectorSettings:
                 "image_pull_policy": variant.get("imagePullPolicy"),
                 "port": variant.get("port"),
                 "health_port": variant.get("healthPort"),
+                "grpc_port": variant.get("grpcPort"),
                 "log_level": variant.get("logLevel"),
                 "resources": variant.get("resources"),
                 "telemetry": {

@@ -38,7 +38,7 @@ def test_a_plain_pod_gets_a_native_sidecar_first_and_base_urls() -> None:
     assert sidecar["image"] == IMAGE
     assert sidecar["args"] == [
         "serve", "--configmap", "$(POD_NAMESPACE)/detour-routes", "--configmap-key", "routes.yaml",
-        "--port", "8081", "--health-port", "8083", "--log-level", "info",
+        "--port", "8081", "--health-port", "8083", "--grpc-port", "8082", "--log-level", "info",
     ]  # fmt: skip
     assert env_of(sidecar)["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert sidecar["securityContext"] == SECURITY_CONTEXT

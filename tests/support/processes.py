@@ -36,14 +36,22 @@ class LoggedProcess:
 
 @contextlib.asynccontextmanager
 async def detour_process(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[LoggedProcess]:
-    """`detour ARGS…` with its log on a pipe; terminated (and waited for) on exit."""
+    """`detour ARGS…` with its log on a pipe; terminated (and waited for) on exit.
+
+    The gRPC API is off unless a test asks for it (`--grpc-port`, or `DETOUR_GRPC_PORT` in `env`):
+    its default port is fixed, and tests run sidecars side by side."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar.cli.main", *args,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
+        stderr=asyncio.subprocess.PIPE, env={"DETOUR_GRPC_PORT": "0", **os.environ, **(env or {})},
     )  # fmt: skip
     try:
         yield LoggedProcess(process)
     finally:
         if process.returncode is None:
             process.terminate()
-        await asyncio.wait_for(process.wait(), 10)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()  # a test fails on the timeout, but never leaves a sidecar behind
+            await process.wait()
+            raise

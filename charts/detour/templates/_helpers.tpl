@@ -107,6 +107,7 @@ values are left out (every key of inject.yaml is optional).
   "image_pull_policy" $s.imagePullPolicy
   "port" (int $s.port)
   "health_port" (int $s.healthPort)
+  "grpc_port" (int $s.grpcPort)
   "log_level" $s.logLevel
   "resources" $s.resources
   "telemetry" $telemetry

@@ -25,6 +25,7 @@ every key but `image` is optional, an unknown key is an error:
   secret         ""              Secret with provider keys -> envFrom
   port           8081            API port on 127.0.0.1
   healthPort     8083            probe port
+  grpcPort       8082            gRPC API port on 127.0.0.1 (0: off)
   logLevel       info            debug | info | warning | error
   resources      {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}  ({} = none)
   telemetry      {otlpEndpoint, otlpProtocol, env: {NAME: value}}
@@ -36,7 +37,7 @@ every key but `image` is optional, an unknown key is an error:
 */}}
 {{- define "detour.sidecar" -}}
 {{- $s := . | default dict }}
-{{- $known := list "image" "imagePullPolicy" "configMap" "configMapKey" "secret" "port" "healthPort" "logLevel" "resources" "telemetry" "env" "mode" "appName" "podLabels" }}
+{{- $known := list "image" "imagePullPolicy" "configMap" "configMapKey" "secret" "port" "healthPort" "grpcPort" "logLevel" "resources" "telemetry" "env" "mode" "appName" "podLabels" }}
 {{- range $key, $_ := $s }}
 {{- if not (has $key $known) }}
 {{- fail (printf "detour.sidecar: unknown setting %q (known: %s)" $key (join ", " $known)) }}
@@ -55,6 +56,11 @@ every key but `image` is optional, an unknown key is an error:
 {{- $healthPort := $s.healthPort | default 8083 | int }}
 {{- if eq $port $healthPort }}
 {{- fail "detour.sidecar: port and healthPort must differ" }}
+{{- end }}
+{{- $grpcPort := 8082 }}
+{{- if hasKey $s "grpcPort" }}{{ $grpcPort = int $s.grpcPort }}{{ end }}
+{{- if or (eq $grpcPort $port) (eq $grpcPort $healthPort) }}
+{{- fail "detour.sidecar: grpcPort must differ from port and healthPort" }}
 {{- end }}
 {{- $resources := dict "requests" (dict "cpu" "50m" "memory" "64Mi") "limits" (dict "memory" "256Mi") }}
 {{- if hasKey $s "resources" }}
@@ -112,6 +118,7 @@ every key but `image` is optional, an unknown key is an error:
     "--configmap-key" ($s.configMapKey | default "routes.yaml")
     "--port" (toString $port)
     "--health-port" (toString $healthPort)
+    "--grpc-port" (toString $grpcPort)
     "--log-level" $logLevel)
   "env" $env
   "ports" (list (dict "name" "detour-health" "containerPort" $healthPort "protocol" "TCP"))
