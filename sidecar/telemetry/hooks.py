@@ -207,14 +207,7 @@ class RequestSpan:
             "http.route": self._path,
             "url.path": self._path,
         }
-        if self.model:
-            attributes["gen_ai.operation.name"] = OPERATION
-            attributes["gen_ai.request.model"] = self.model
-        served = self._served
-        if served is not None:
-            attributes["detour.provider"] = served.provider_id
-            attributes["detour.attempts"] = served.attempts
-            attributes["gen_ai.response.model"] = served.model
+        self._add_routing_facts(attributes)
         outcome = _UNSET
         if status is None:
             attributes["error.type"] = "cancelled"
@@ -225,6 +218,17 @@ class RequestSpan:
                 attributes["error.type"] = str(status)
                 outcome = _ERROR
         span.finish(attributes, events, outcome)
+
+    def _add_routing_facts(self, attributes: dict[str, Any]) -> None:
+        """The model asked for and who served it: the same on an HTTP request's and a gRPC call's span."""
+        if self.model:
+            attributes["gen_ai.operation.name"] = OPERATION
+            attributes["gen_ai.request.model"] = self.model
+        served = self._served
+        if served is not None:
+            attributes["detour.provider"] = served.provider_id
+            attributes["detour.attempts"] = served.attempts
+            attributes["gen_ai.response.model"] = served.model
 
 
 class AttemptSpan:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Status, StatusCode
 
-from sidecar.telemetry.hooks import OPERATION, DetourTracing, RequestSpan, start_server_span
+from sidecar.telemetry.hooks import DetourTracing, RequestSpan, start_server_span
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Event
@@ -57,14 +57,7 @@ class RpcSpan(RequestSpan):
             "rpc.method": self._method,
             "rpc.grpc.status_code": code,
         }
-        if self.model:
-            attributes["gen_ai.operation.name"] = OPERATION
-            attributes["gen_ai.request.model"] = self.model
-        served = self._served
-        if served is not None:
-            attributes["detour.provider"] = served.provider_id
-            attributes["detour.attempts"] = served.attempts
-            attributes["gen_ai.response.model"] = served.model
+        self._add_routing_facts(attributes)
         outcome = Status()
         if code in SERVER_ERRORS:
             name = CODE_NAMES[code]
