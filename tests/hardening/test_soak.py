@@ -48,9 +48,12 @@ def soak_config(sims: dict[str, SimulatedProvider], generation: int) -> str:
         "stream_idle_timeout_secs": 0.3,
     }
     providers = {name: provider(sim.dialect, sim.base_url, **settings) for name, sim in sims.items()}
+    # Nothing listens on the discard port: requests for `doomed-*` always run out of candidates.
+    providers["gone"] = provider("openai", "http://127.0.0.1:9", **settings)
     rules = [
         {**limits_alternative_rule(["oa-a"], ["oa-b", "an-a"], pattern="^gpt-", **BACKOFF), "name": "gpt"},
         {**limits_alternative_rule(["an-a"], ["an-b", "oa-a"], pattern="^claude-", **BACKOFF), "name": "c"},
+        {**limits_alternative_rule(["gone"], pattern="^doomed-"), "name": "doomed"},
     ]
     breaker = {"failure_threshold": 3, "timeout_secs": 30, "table_size": TABLE_SIZE}
     return config_text(providers, rules, rate_limit_table_size=TABLE_SIZE, circuit_breaker=breaker)
@@ -122,7 +125,10 @@ async def test_a_soak_of_mixed_traffic_and_faults_leaks_nothing(tmp_path: pathli
         await idle(serving, sims, 1)
         warm_outcomes += await drive(serving.url, asks(rng, WARM_UP // 2))
         warm = await idle(serving, sims, 2)
-        outcomes = await drive(serving.url, asks(rng, REQUESTS))
+        work = asks(rng, REQUESTS)
+        for index in range(0, REQUESTS, 100):  # mixed in: some requests have nothing left to try
+            work[index] = Ask(index % 200 == 0, False, "doomed-soak", False)
+        outcomes = await drive(serving.url, work)
         end = await idle(serving, sims, 3)
         state = await serving.state()
 
