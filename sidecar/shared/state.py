@@ -51,6 +51,9 @@ def redis_link(settings: StateConfig) -> RedisLink:
     return RedisLink(settings.url, key_prefix=settings.key_prefix, timeout_s=settings.timeout_ms / 1000)
 
 
+CLOSE_TIMEOUT_S = 1.0  # closing a link to Redis, on a reconnect or a stop
+
+
 class SharedState:
     """Joins a `Router` to a Redis while the config says `state: {backend: redis}`; otherwise idle."""
 
@@ -115,9 +118,8 @@ class SharedState:
         """Stop, and wait until every link this object opened is closed."""
         self._stop()
         stopping, self._stopping = self._stopping, []
-        for task in stopping:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if stopping:  # each closes its link within CLOSE_TIMEOUT_S; never wait forever on Redis
+            await asyncio.wait(stopping, timeout=2 * CLOSE_TIMEOUT_S)
 
     def _stop(self) -> None:
         if self._unobserve is not None:
@@ -188,8 +190,10 @@ class SharedState:
             finally:
                 self.connected = False
                 if link is not None:
+                    # Bounded: a Redis that stopped answering must not hold up a reconnect or a stop.
                     with contextlib.suppress(Exception):
-                        await link.close()
+                        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                            await link.close()
             await asyncio.sleep(merge.reconnect_delay(failures, self._rng))
 
     async def _session(self, link: RedisLink) -> None:
