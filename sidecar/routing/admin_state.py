@@ -87,6 +87,8 @@ def _circuits(circuits: CircuitBreakers, now: float) -> list[dict[str, Any]]:
                 "state": circuit.state.value,
                 "consecutive_failures": circuit.consecutive_failures,
                 "retry_in_s": round(max(reopens - now, 0.0), 3) if reopens is not None else None,
+                # Opened by another sidecar's failures (docs/scale-out.md), as limits say it.
+                **({"learned_from": "peer"} if circuit.peer else {}),
             }
         )
     return described

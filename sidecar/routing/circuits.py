@@ -14,6 +14,13 @@ is counted in `evictions`. Two ordered indexes keep this O(1) amortised per reco
 no scan of the table: closed circuits by last failure, tripped (open or half-open) ones by the time
 they opened — with one `timeout_secs` for all, the order in which they reopen.
 
+With Redis (docs/scale-out.md), circuits are shared like limits: a circuit opened here is told to
+`listener` (the shared state, which only queues it), and one a peer opened is taken with `adopt`.
+An adopted circuit is an ordinary open one whose reopen time came from the peer — capped at one
+`timeout_secs` from now, so a peer's clock or config cannot keep it open longer than a local opening
+would — and when that time comes it half-opens and probes exactly as a local one does. Its
+`opened_at` is set to the reopen time minus `timeout_secs`, so the reopen order stays one order.
+
 Pure and synchronous with an injected `now`; the event loop's single thread makes "let exactly one
 probe through" a plain flag.
 """
@@ -21,7 +28,7 @@ probe through" a plain flag.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +37,8 @@ from sidecar.config.models import CircuitBreakerConfig
 PURGE_AT = 0.90
 
 CircuitKey = tuple[str, str]  # (provider id, upstream model)
+# Told of every circuit this sidecar opens: (the candidate, when it half-opens on the monotonic clock).
+CircuitListener = Callable[[CircuitKey, float], None]
 
 
 class CircuitState(StrEnum):
@@ -47,6 +56,7 @@ class Circuit:
     probe_in_flight: bool = False
     probe_started_at: float = 0.0
     last_failure_at: float = 0.0
+    peer: bool = False  # its last opening was another sidecar's (docs/scale-out.md)
 
 
 class CircuitBreakers:
@@ -58,6 +68,7 @@ class CircuitBreakers:
         self._tripped: OrderedDict[CircuitKey, None] = OrderedDict()  # open or half-open, soonest first
         self._settings = CircuitBreakerConfig()
         self.settings = settings or self._settings
+        self.listener: CircuitListener | None = None  # the shared state, while Redis is configured
 
     @property
     def settings(self) -> CircuitBreakerConfig:
@@ -145,6 +156,30 @@ class CircuitBreakers:
             return None
         return circuit.opened_at + self._settings.timeout_secs
 
+    def adopt(self, provider_id: str, model: str, reopens_at: float, now: float) -> bool:
+        """A circuit another sidecar opened (docs/scale-out.md): open here too until `reopens_at`
+        (capped at one `timeout_secs` from `now`), unless an open circuit here reopens as late or
+        later — a peer never shortens one. A half-open circuit is opened again: the peer has newer
+        news than the probe. The failure count stays this sidecar's own. Whether it was taken."""
+        timeout = self._settings.timeout_secs
+        reopens_at = min(reopens_at, now + timeout)
+        if reopens_at <= now:
+            return False
+        key = (provider_id, model)
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            self._make_room(now)
+            circuit = self._circuits[key] = Circuit()
+        elif circuit.state is CircuitState.OPEN:
+            if circuit.opened_at + timeout >= reopens_at:
+                return False
+        else:
+            self._closed.pop(key, None)
+        circuit.state, circuit.opened_at, circuit.peer = CircuitState.OPEN, reopens_at - timeout, True
+        circuit.consecutive_successes, circuit.probe_in_flight = 0, False
+        self._trip_in_order(key, circuit.opened_at)
+        return True
+
     def keep_only(self, provider_ids: set[str]) -> None:
         for key in [key for key in self._circuits if key[0] not in provider_ids]:
             self._drop(key)
@@ -158,9 +193,24 @@ class CircuitBreakers:
             yield key, self._circuits[key]
 
     def _open(self, key: CircuitKey, circuit: Circuit, now: float) -> None:
-        circuit.state, circuit.opened_at = CircuitState.OPEN, now
+        circuit.state, circuit.opened_at, circuit.peer = CircuitState.OPEN, now, False
         self._tripped[key] = None
-        self._tripped.move_to_end(key)
+        self._tripped.move_to_end(key)  # adopted circuits opened no later than now: still in order
+        if self.listener is not None:
+            self.listener(key, now + self._settings.timeout_secs)
+
+    def _trip_in_order(self, key: CircuitKey, opened_at: float) -> None:
+        """Put `key` into `_tripped` behind every circuit opened no later: a peer's opening may be
+        older than ones recorded here since. Only the circuits behind it move, usually none."""
+        self._tripped.pop(key, None)
+        behind: list[CircuitKey] = []
+        for other in reversed(self._tripped):
+            if self._circuits[other].opened_at <= opened_at:
+                break
+            behind.append(other)
+        self._tripped[key] = None
+        for other in reversed(behind):
+            self._tripped.move_to_end(other)
 
     def _drop(self, key: CircuitKey) -> None:
         del self._circuits[key]

@@ -1,11 +1,14 @@
 """The shared state's records, keys and merge rules — pure (docs/scale-out.md, "Consistency").
 
-Two kinds of record travel between sidecars, each as one JSON object stored under its own key with
-a TTL equal to its expiry, and published on one channel:
+Three kinds of record travel between sidecars, each as one JSON object stored under its own key
+with a TTL equal to its expiry, and published on one channel:
 
 - a **limit**: candidate (or whole provider, for an exhausted quota) limited until an absolute
   epoch time. Between two limits of one key the later expiry wins, whoever wrote last — a shorter
   limit never shortens a longer one, here, in Redis (`WRITE_IF_LATER`) and in each sidecar's table.
+- a **circuit**: a candidate's circuit breaker opened, until the absolute epoch time it half-opens.
+  Like a limit, the later time wins. Only openings travel: an open circuit ends by itself at that
+  time (each sidecar then probes on its own), so there is nothing else to tell.
 - a **budget**: the remaining quota a provider reported, and when each bucket refills. The later
   sighting wins: the newest report is the truth.
 
@@ -31,17 +34,18 @@ import orjson
 
 from sidecar.providers.ratelimit_headers import MAX_WAIT_S, WaitSource
 from sidecar.routing.budgets import UNDATED_BUDGET_S, Budget, BudgetKey
+from sidecar.routing.circuits import CircuitKey
 from sidecar.routing.events import RateLimited
 from sidecar.routing.limits import LimitEntry, LimitKey, LimitReason
 
 WHOLE_PROVIDER = "*"  # the model part of a provider-wide (quota) limit's key; `quote` never yields it
 MAX_NAME_CHARS = 512  # a provider id or model name longer than this is no record of ours
-LIMIT, BUDGET = "limit", "budget"
+LIMIT, CIRCUIT, BUDGET = "limit", "circuit", "budget"  # the record kinds, and their keys' first part
 
 # Redis-side merge, atomic: write the record only if it beats the one held (a later `until` for a
-# limit, a later `seen` for a budget; a tie keeps the one held), with an absolute expiry (PXAT,
-# Redis ≥ 6.2), and publish it. KEYS[1]: the record's key. ARGV: the record, the field compared,
-# its value, the expiry in epoch milliseconds, the channel.
+# limit or a circuit, a later `seen` for a budget; a tie keeps the one held), with an absolute
+# expiry (PXAT, Redis ≥ 6.2), and publish it. KEYS[1]: the record's key. ARGV: the record, the field
+# compared, its value, the expiry in epoch milliseconds, the channel.
 WRITE_IF_LATER = """
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -73,6 +77,16 @@ class SharedLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedCircuit:
+    """A circuit opened on one sidecar: the candidate is skipped everywhere until `until`."""
+
+    provider_id: str
+    model: str
+    until: float  # epoch seconds: when it half-opens
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
 class SharedBudget:
     provider_id: str
     model: str
@@ -89,7 +103,8 @@ class SharedBudget:
         return max(times) if times else self.seen + UNDATED_BUDGET_S
 
 
-Record = SharedLimit | SharedBudget
+Record = SharedLimit | SharedCircuit | SharedBudget
+Expiring = SharedLimit | SharedCircuit  # records that end at `until` and whose later `until` wins
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -103,6 +118,10 @@ def limit_key(prefix: str, provider_id: str, model: str | None) -> str:
     return f"{prefix}{LIMIT}:{_part(provider_id)}:{WHOLE_PROVIDER if model is None else _part(model)}"
 
 
+def circuit_key(prefix: str, provider_id: str, model: str) -> str:
+    return f"{prefix}{CIRCUIT}:{_part(provider_id)}:{_part(model)}"
+
+
 def budget_key(prefix: str, provider_id: str, model: str) -> str:
     return f"{prefix}{BUDGET}:{_part(provider_id)}:{_part(model)}"
 
@@ -110,6 +129,8 @@ def budget_key(prefix: str, provider_id: str, model: str) -> str:
 def key_of(prefix: str, record: Record) -> str:
     if isinstance(record, SharedLimit):
         return limit_key(prefix, record.provider_id, None if record.whole_provider else record.model)
+    if isinstance(record, SharedCircuit):
+        return circuit_key(prefix, record.provider_id, record.model)
     return budget_key(prefix, record.provider_id, record.model)
 
 
@@ -139,6 +160,14 @@ def encode(record: Record) -> bytes:
             "reason": record.reason.value,
             "origin": record.origin,
         }
+    elif isinstance(record, SharedCircuit):
+        fields = {
+            "kind": CIRCUIT,
+            "provider": record.provider_id,
+            "model": record.model,
+            "until": record.until,
+            "origin": record.origin,
+        }
     else:
         fields = {
             "kind": BUDGET,
@@ -156,7 +185,7 @@ def encode(record: Record) -> bytes:
 
 def compared(record: Record) -> tuple[str, float]:
     """The field `WRITE_IF_LATER` compares, and its value."""
-    return ("until", record.until) if isinstance(record, SharedLimit) else ("seen", record.seen)
+    return ("seen", record.seen) if isinstance(record, SharedBudget) else ("until", record.until)
 
 
 def decode(data: bytes | str) -> Record | None:
@@ -179,6 +208,9 @@ def decode(data: bytes | str) -> Record | None:
         if until is None or wait_s is None:
             return None
         return SharedLimit(provider, model, until, wait_s, source, reason, origin)
+    if kind == CIRCUIT:
+        until = _time(fields.get("until"))
+        return None if until is None else SharedCircuit(provider, model, until, origin)
     if kind == BUDGET:
         seen = _time(fields.get("seen"))
         requests, tokens = _count(fields.get("requests")), _count(fields.get("tokens"))
@@ -240,9 +272,18 @@ def limit_from_entry(
     return SharedLimit(key.provider_id, model, until, entry.wait_s, entry.source, entry.reason, origin)
 
 
-def adoptable_until(record: SharedLimit, wall_now: float) -> float | None:
-    """The epoch expiry to adopt from a peer's limit, capped like a provider's own wait (a broken
-    clock or writer cannot block a candidate for longer than 48 h); None when already past."""
+def circuit_from_open(
+    key: CircuitKey, reopens_at: float, wall_now: float, mono_now: float, origin: str
+) -> SharedCircuit:
+    """A circuit this sidecar opened (told as it opens, or found open at a re-sync): shared until
+    it half-opens — the record's TTL is exactly the time the candidate is skipped."""
+    return SharedCircuit(key[0], key[1], to_epoch(reopens_at, wall_now, mono_now), origin)
+
+
+def adoptable_until(record: Expiring, wall_now: float) -> float | None:
+    """The epoch expiry to adopt from a peer's limit or circuit, capped like a provider's own wait (a
+    broken clock or writer cannot block a candidate for longer than 48 h; the circuit table caps a
+    circuit further, at one `timeout_secs`); None when already past."""
     if record.until <= wall_now:
         return None
     return min(record.until, wall_now + MAX_WAIT_S)

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 
 from sidecar.shared.merge import (
     BUDGET,
+    CIRCUIT,
     LIMIT,
     WRITE_IF_LATER,
     Record,
@@ -68,9 +69,10 @@ class RedisLink:
         return bool(written)
 
     async def live(self, provider_ids: Iterable[str], *, at_most: int) -> list[Record]:
-        """The records held for these providers (limits first), at most `at_most` of them."""
+        """The records held for these providers (limits, then circuits, then budgets: the ones that
+        skip a candidate before the ones that only reorder), at most `at_most` of them."""
         records: list[Record] = []
-        for kind in (LIMIT, BUDGET):
+        for kind in (LIMIT, CIRCUIT, BUDGET):
             for provider_id in provider_ids:
                 keys: list[bytes] = []
                 async for key in self._client.scan_iter(

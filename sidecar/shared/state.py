@@ -2,15 +2,16 @@
 Redis link, publishes what this sidecar learns and applies what its peers learned.
 
 The local tables stay the source of truth on the request path: a 429 recorded by the router reaches
-`on_rate_limited` (a router `Observer`), which only appends to a bounded queue; a budget seen in an
+`on_rate_limited` (a router `Observer`) and a circuit opened by the router reaches `_circuit_opened`
+(the circuit table's listener), which both only append to one bounded queue; a budget seen in an
 answer reaches `_budget_seen` (the budget table's listener), which only notes it in a bounded
-dict. The task drains both. Whatever happens to Redis — down, slow, flapping — requests go on with
+dict. The task drains them. Whatever happens to Redis — down, slow, flapping — requests go on with
 the local state: the first failure of an outage is logged (its exception type only: a message
 could name the URL), every failure is counted (`describe`, the `detour.shared_state.errors`
 metric), and the task reconnects with backoff. On every (re)connect it re-syncs: it writes this
-sidecar's live limits and budgets (each kept only if it beats what Redis holds), then reads the
-live records of the configured providers — which is also how a restarted sidecar knows the limits
-in force.
+sidecar's live limits, open circuits and budgets (each kept only if it beats what Redis holds),
+then reads the live records of the configured providers — which is also how a restarted sidecar
+knows the limits and open circuits in force.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.config.models import StateBackend, StateConfig
 from sidecar.routing.budgets import Budget, BudgetKey
+from sidecar.routing.circuits import CircuitKey, CircuitState
 from sidecar.routing.events import FailedOver, RateLimited, Served
 from sidecar.routing.limits import LimitKey
 from sidecar.shared import merge
-from sidecar.shared.merge import Record, SharedBudget, SharedLimit
+from sidecar.shared.merge import Expiring, Record, SharedBudget, SharedCircuit
 
 if TYPE_CHECKING:
     from sidecar.routing.failover import Router
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("detour.shared")
 
-QUEUE_SIZE = 1000  # limits waiting to be written; beyond it they are dropped (counted)
+QUEUE_SIZE = 1000  # limits and circuits waiting to be written; beyond it they are dropped (counted)
 BUDGET_COALESCE_S = 0.1  # budgets are written at most this often per candidate: the newest wins
 HEARTBEAT_S = 1.0  # a PING this often notices a Redis that went away while nothing was written
 
@@ -75,12 +77,19 @@ class SharedState:
         self._stopping: list[asyncio.Task[None]] = []
         self._unobserve: Callable[[], None] | None = None
         self._providers: frozenset[str] = frozenset()
-        self._limits: asyncio.Queue[SharedLimit] | None = None
+        self._outgoing: asyncio.Queue[Expiring] | None = None  # limits and circuits to write
         self._budgets: dict[BudgetKey, Budget] = {}
         self._budgets_waiting = asyncio.Event()
         self._resync = asyncio.Event()
         self.connected = False
-        self.counters = {"published": 0, "peer_limits": 0, "peer_budgets": 0, "dropped": 0, "errors": 0}
+        self.counters = {
+            "published": 0,
+            "peer_limits": 0,
+            "peer_circuits": 0,
+            "peer_budgets": 0,
+            "dropped": 0,
+            "errors": 0,
+        }
         self.outages = 0
         self.last_error: str | None = None
 
@@ -108,9 +117,10 @@ class SharedState:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._limits = asyncio.Queue(QUEUE_SIZE)
+        self._outgoing = asyncio.Queue(QUEUE_SIZE)
         self._unobserve = self._router.observe(self)
         self._router.budgets.listener = self._budget_seen
+        self._router.circuits.listener = self._circuit_opened
         self._router.shared_state = self.describe
         self._task = asyncio.create_task(self._run(self.settings), name="detour-shared-state")
 
@@ -126,6 +136,7 @@ class SharedState:
             self._unobserve()
             self._unobserve = None
         self._router.budgets.listener = None
+        self._router.circuits.listener = None
         self._router.shared_state = None
         if self._task is not None:
             self._task.cancel()  # its link is closed as it ends; `aclose` waits for that
@@ -148,13 +159,25 @@ class SharedState:
     # --- the request path: take note, never wait --------------------------------------------------
 
     def on_rate_limited(self, event: RateLimited) -> None:
-        if not self.connected or self._limits is None:
+        if not self.connected:
             return  # the re-sync on reconnect writes every live limit
         record = merge.limit_from_event(event, self._router.clock.wall(), self.instance)
-        if record is None:
+        if record is not None:
+            self._enqueue(record)
+
+    def _circuit_opened(self, key: CircuitKey, reopens_at: float) -> None:
+        if not self.connected:
+            return  # the re-sync on reconnect writes every circuit still open
+        clock = self._router.clock
+        self._enqueue(
+            merge.circuit_from_open(key, reopens_at, clock.wall(), clock.monotonic(), self.instance)
+        )
+
+    def _enqueue(self, record: Expiring) -> None:
+        if self._outgoing is None:
             return
         try:
-            self._limits.put_nowait(record)
+            self._outgoing.put_nowait(record)
         except asyncio.QueueFull:
             self.counters["dropped"] += 1
 
@@ -200,7 +223,7 @@ class SharedState:
         """Until something fails: apply what peers publish, write what this sidecar learns."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._listen(link))
-            group.create_task(self._write_limits(link))
+            group.create_task(self._write_expiring(link))
             group.create_task(self._write_budgets(link))
             group.create_task(self._heartbeat(link))
 
@@ -210,10 +233,11 @@ class SharedState:
             if record is not None and record.origin != self.instance:
                 self._apply(record)
 
-    async def _write_limits(self, link: RedisLink) -> None:
-        assert self._limits is not None
+    async def _write_expiring(self, link: RedisLink) -> None:
+        """Limits and circuits, in the order they were recorded; one already over is not written."""
+        assert self._outgoing is not None
         while True:
-            record = await self._limits.get()
+            record = await self._outgoing.get()
             if record.until > self._router.clock.wall():
                 await link.write(record)
                 self.counters["published"] += 1
@@ -245,12 +269,28 @@ class SharedState:
         for key, entry in list(router.limits.active(now)):
             if not entry.peer:
                 await link.write(merge.limit_from_entry(key, entry, wall, now, self.instance))
+        for circuit in self._own_open_circuits(wall, now):
+            await link.write(circuit)
         for budget_key, budget in router.budgets.items():
             if not budget.peer and budget.expires_at() > now:
                 await link.write(merge.budget_to_shared(budget_key, budget, wall, now, self.instance))
-        records = await link.live(sorted(self._providers), at_most=router.limits.capacity)
+        bound = router.limits.capacity + router.circuits.capacity  # both tables are bounded anyway
+        records = await link.live(sorted(self._providers), at_most=bound)
         for record in records:
             self._apply(record)
+
+    def _own_open_circuits(self, wall: float, now: float) -> list[SharedCircuit]:
+        """The circuits this sidecar opened itself that are still open (read at once: the table
+        may change while the writes wait on Redis)."""
+        circuits = self._router.circuits
+        found: list[SharedCircuit] = []
+        for (provider_id, model), circuit in circuits.items():
+            if circuit.state is CircuitState.CLOSED:
+                break  # open and half-open ones come first
+            reopens = circuits.reopens_at(provider_id, model)
+            if not circuit.peer and reopens is not None and reopens > now:
+                found.append(merge.circuit_from_open((provider_id, model), reopens, wall, now, self.instance))
+        return found
 
     def _apply(self, record: Record) -> None:
         """A peer's record into the local tables (the merge rules of docs/scale-out.md)."""
@@ -264,6 +304,9 @@ class SharedState:
                 (record.provider_id, record.model), merge.budget_from_shared(record, wall, now), now
             ):
                 self.counters["peer_budgets"] += 1
+            return
+        if isinstance(record, SharedCircuit):
+            self._adopt_circuit(record, wall, now)
             return
         until = merge.adoptable_until(record, wall)
         if until is None:
@@ -283,6 +326,23 @@ class SharedState:
         if self._on_peer_limit is not None:
             event = RateLimited(record.provider_id, record.model, until - wall, record.source, record.reason)
             self._on_peer_limit(event)
+
+    def _adopt_circuit(self, record: SharedCircuit, wall: float, now: float) -> None:
+        until = merge.adoptable_until(record, wall)
+        circuits = self._router.circuits
+        if until is None or not circuits.adopt(
+            record.provider_id, record.model, merge.to_local(until, wall, now), now
+        ):
+            return
+        self.counters["peer_circuits"] += 1
+        reopens = circuits.reopens_at(record.provider_id, record.model)
+        # Info, not the router's warning: the sidecar that met the failures warns, once for all pods.
+        log.info(
+            "circuit of %s / %s opened by a peer: skipped for %.3f s",
+            record.provider_id,
+            record.model,
+            (reopens if reopens is not None else now) - now,
+        )
 
     def _up(self, failures: int) -> None:
         self.connected = True

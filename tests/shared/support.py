@@ -24,17 +24,25 @@ def routes(
     primary: SimulatedProvider,
     backup: SimulatedProvider,
     redis_url: str,
+    *,
+    circuit_breaker: dict[str, Any] | None = None,
+    max_retries: int | None = None,
     **strategy: Any,
 ) -> pathlib.Path:
-    """primary → backup under one limits-alternative rule, limits shared through `redis_url`."""
+    """primary → backup under one limits-alternative rule, limits shared through `redis_url`;
+    `circuit_breaker` and `max_retries` (of both providers) when given."""
     import yaml
 
+    retries = {} if max_retries is None else {"max_retries": max_retries}
+    routing: dict[str, Any] = {"rules": [limits_alternative_rule(["primary"], ["backup"], **strategy)]}
+    if circuit_breaker is not None:
+        routing["circuit_breaker"] = circuit_breaker
     document = {
         "providers": {
-            "primary": provider(primary.dialect, primary.base_url, api_key="sk-test-primary"),
-            "backup": provider(backup.dialect, backup.base_url, api_key="sk-test-backup"),
+            "primary": provider(primary.dialect, primary.base_url, api_key="sk-test-primary", **retries),
+            "backup": provider(backup.dialect, backup.base_url, api_key="sk-test-backup", **retries),
         },
-        "routing": {"rules": [limits_alternative_rule(["primary"], ["backup"], **strategy)]},
+        "routing": routing,
         "state": {"backend": "redis", "url": redis_url, "key_prefix": "detour-test:", "timeout_ms": 200},
     }
     path = directory / "routes.yaml"

@@ -1,5 +1,6 @@
 """The shared state's pure rules (sidecar/shared/merge.py, docs/scale-out.md "Consistency"): keys,
-the wire format, which record wins, epoch ⇄ monotonic, and the reconnect backoff."""
+the wire format (limits, circuits, budgets), which record wins, epoch ⇄ monotonic, and the reconnect
+backoff."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sidecar.routing.budgets import UNDATED_BUDGET_S, Budget
 from sidecar.routing.events import RateLimited
 from sidecar.routing.limits import LimitEntry, LimitKey, LimitReason, RateLimitTable
 from sidecar.shared import merge
-from sidecar.shared.merge import SharedBudget, SharedLimit
+from sidecar.shared.merge import SharedBudget, SharedCircuit, SharedLimit
 
 WALL, MONO = 1_750_000_000.0, 5_000.0
 
@@ -22,6 +23,10 @@ def limit(
     until: float = WALL + 30, *, model: str = "gpt-4o", reason: LimitReason = LimitReason.RATE_LIMIT
 ) -> SharedLimit:
     return SharedLimit("openai", model, until, 30.0, WaitSource.RETRY_AFTER, reason, "peer-a")
+
+
+def circuit(until: float = WALL + 30, *, model: str = "gpt-4o") -> SharedCircuit:
+    return SharedCircuit("openai", model, until, "peer-a")
 
 
 def budget(seen: float = WALL, **fields: object) -> SharedBudget:
@@ -43,6 +48,8 @@ def test_keys_name_the_provider_and_model_and_nothing_else() -> None:
     assert merge.limit_key("d:", "a:b", "*") == "d:limit:a%3Ab:%2A"
     assert merge.key_of("d:", limit(reason=LimitReason.QUOTA)) == "d:limit:openai:*"
     assert merge.key_of("d:", budget()) == "d:budget:openai:gpt-4o"
+    assert merge.key_of("d:", circuit()) == "d:circuit:openai:gpt-4o"
+    assert merge.circuit_key("d:", "a:b", "*") == "d:circuit:a%3Ab:%2A"
     assert merge.channel("d:") == "d:events"
 
 
@@ -60,7 +67,8 @@ def test_a_record_carries_no_credential() -> None:
 
 
 @pytest.mark.parametrize(
-    "record", [limit(), limit(reason=LimitReason.QUOTA), budget(), budget(tokens=5, tokens_until=None)]
+    "record",
+    [limit(), limit(reason=LimitReason.QUOTA), circuit(), budget(), budget(tokens=5, tokens_until=None)],
 )
 def test_records_round_trip(record: merge.Record) -> None:
     assert merge.decode(merge.encode(record)) == record
@@ -79,6 +87,10 @@ def test_records_round_trip(record: merge.Record) -> None:
         b' "source": "retry-after", "reason": "rate_limit"}',
         b'{"kind": "limit", "provider": "", "model": "m", "origin": "o", "until": 1, "wait_s": 1,'
         b' "source": "retry-after", "reason": "rate_limit"}',
+        b'{"kind": "circuit", "provider": "p", "model": "m", "origin": "o"}',
+        b'{"kind": "circuit", "provider": "p", "model": "m", "origin": "o", "until": "later"}',
+        b'{"kind": "circuit", "provider": "p", "model": "m", "origin": "o", "until": -5}',
+        b'{"kind": "circuit", "provider": "p", "model": 7, "origin": "o", "until": 5}',
         b'{"kind": "budget", "provider": "p", "model": "m", "origin": "o", "seen": 1}',
         b'{"kind": "budget", "provider": "p", "model": "m", "origin": "o", "seen": 1, "requests": true}',
         b'{"kind": "budget", "provider": "p", "model": "m", "origin": "o", "seen": 1, "requests": -3}',
@@ -122,6 +134,28 @@ def test_a_peers_limit_is_adopted_only_while_in_force_and_capped_at_48_hours() -
     assert merge.adoptable_until(limit(until=WALL), WALL) is None
     assert merge.adoptable_until(limit(until=WALL + 5), WALL) == WALL + 5
     assert merge.adoptable_until(limit(until=WALL + 10 * MAX_WAIT_S), WALL) == WALL + MAX_WAIT_S
+
+
+def test_an_open_circuit_is_shared_until_it_half_opens_and_carries_no_credential() -> None:
+    record = merge.circuit_from_open(("openai", "gpt-4o"), MONO + 25, WALL, MONO, "me")
+    assert record == SharedCircuit("openai", "gpt-4o", WALL + 25, "me")
+    assert orjson.loads(merge.encode(record)) == {
+        "kind": "circuit", "provider": "openai", "model": "gpt-4o", "until": WALL + 25, "origin": "me",
+    }  # fmt: skip
+    assert merge.compared(record) == ("until", WALL + 25), "the later reopen time wins in Redis"
+
+
+def test_a_circuit_and_a_limit_of_one_candidate_are_told_apart() -> None:
+    as_circuit, as_limit = circuit(), limit()
+    assert merge.key_of("d:", as_circuit) != merge.key_of("d:", as_limit)
+    assert isinstance(merge.decode(merge.encode(as_circuit)), SharedCircuit)
+    assert isinstance(merge.decode(merge.encode(as_limit)), SharedLimit)
+
+
+def test_a_peers_circuit_is_adopted_only_while_open_and_capped_like_a_limit() -> None:
+    assert merge.adoptable_until(circuit(until=WALL), WALL) is None
+    assert merge.adoptable_until(circuit(until=WALL + 5), WALL) == WALL + 5
+    assert merge.adoptable_until(circuit(until=WALL + 10 * MAX_WAIT_S), WALL) == WALL + MAX_WAIT_S
 
 
 def test_the_table_keeps_the_longer_expiry_whoever_wrote_last() -> None:

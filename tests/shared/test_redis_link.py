@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sidecar.providers.ratelimit_headers import WaitSource
 from sidecar.routing.limits import LimitReason
 from sidecar.shared import merge
-from sidecar.shared.merge import SharedBudget, SharedLimit
+from sidecar.shared.merge import SharedBudget, SharedCircuit, SharedLimit
 from sidecar.shared.redis_link import RedisLink
 from tests.shared.redis_server import redis_server
 
@@ -106,3 +106,20 @@ async def test_the_live_records_of_the_providers_asked_about(link: tuple[RedisLi
     assert sorted(found, key=repr) == sorted([*mine, budget], key=repr)
     assert len(await writer.live(["openai"], at_most=2)) == 2
     assert await writer.live(["nobody"], at_most=100) == []
+
+
+async def test_an_open_circuit_is_kept_until_the_latest_reopen_and_read_back_beside_the_limits(
+    link: tuple[RedisLink, Redis],
+) -> None:
+    writer, raw = link
+    at = await now(raw)
+    assert await writer.write(SharedCircuit("openai", "gpt-4o", at + 30, "a"))
+    assert not await writer.write(SharedCircuit("openai", "gpt-4o", at + 10, "b"))
+    key = merge.circuit_key(PREFIX, "openai", "gpt-4o")
+    assert abs(await raw.pexpiretime(key) / 1000 - (at + 30)) < 0.002
+    assert await writer.write(limit(at + 5)), "a limit of the same candidate is another record"
+
+    found = await writer.live(["openai"], at_most=100)
+    assert sorted(found, key=repr) == sorted(
+        [limit(at + 5), SharedCircuit("openai", "gpt-4o", at + 30, "a")], key=repr
+    )
