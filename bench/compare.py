@@ -17,10 +17,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.full import Bench, Settings
+from bench.full import PACED, PACED_CONNECTIONS, Bench, Settings
+from bench.otlp_sink import OtlpSink
 from bench.procs import Detour, Placement, upstream
 from bench.scenarios import FAILOVER, OPENAI, OPENAI_STREAM
-from bench.variants import command_for
+from bench.variants import command_for, split_stack
 from bench.wrk import INSTALL_HINT, find_wrk
 
 COLUMNS = (
@@ -28,6 +29,8 @@ COLUMNS = (
     ("cpu_us_c16", "CPU µs/request", "{:,.0f}"),
     ("added_p50_c1_ms", "added p50, sequential", "{:.3f} ms"),
     ("added_p99_c1_ms", "added p99, sequential", "{:.3f} ms"),
+    ("added_p50_paced_ms", "added p50, 16 paced", "{:.3f} ms"),
+    ("added_p99_paced_ms", "added p99, 16 paced", "{:.3f} ms"),
     ("sse_added_ms_per_event", "added ms/SSE event", "{:.4f}"),
     ("sse_cpu_us_per_event", "CPU µs/SSE event", "{:.1f}"),
     ("failover_cpu_us", "failover CPU µs/request", "{:,.0f}"),
@@ -39,6 +42,7 @@ COLUMNS = (
 def _measure(bench: Bench, proxy: Detour, direct: dict[str, float], events: int) -> dict[str, float]:
     c16, cpu16 = bench.through(proxy, OPENAI, 16)
     c1, _ = bench.through(proxy, OPENAI, 1)
+    paced, _ = bench.through(proxy, OPENAI, PACED_CONNECTIONS, PACED)
     stream, stream_cpu = bench.through(proxy, OPENAI_STREAM, 1)
     failover, failover_cpu = bench.through(proxy, FAILOVER, 16)
     plain_cpu_us = cpu16 / c16.requests * 1e6 if c16.requests else float("nan")
@@ -48,10 +52,12 @@ def _measure(bench: Bench, proxy: Detour, direct: dict[str, float], events: int)
         "cpu_us_c16": plain_cpu_us,
         "added_p50_c1_ms": c1.p50_ms - direct["p50_c1"],
         "added_p99_c1_ms": c1.p99_ms - direct["p99_c1"],
+        "added_p50_paced_ms": paced.p50_ms - direct["p50_paced"],
+        "added_p99_paced_ms": paced.p99_ms - direct["p99_paced"],
         "sse_added_ms_per_event": (stream.p50_ms - direct["stream_p50"]) / events,
         "sse_cpu_us_per_event": (stream_cpu_us - plain_cpu_us) / events,
         "failover_cpu_us": failover_cpu / failover.requests * 1e6 if failover.requests else float("nan"),
-        "errors": float(c16.errors + c1.errors + stream.errors + failover.errors),
+        "errors": float(c16.errors + c1.errors + paced.errors + stream.errors + failover.errors),
     }
 
 
@@ -69,9 +75,15 @@ def run_compare(
         up = stack_exit.enter_context(upstream(events=events, cpus=placement.others))
         bench = Bench(wrk, up, work, placement, Settings(duration_s=duration_s, warmup_s=1.0))
         proxies: dict[str, Detour] = {}
+        sink: OtlpSink | None = None
         for stack in stacks:
             bench.settings = Settings(duration_s=duration_s, warmup_s=1.0, detour_command=command_for(stack))
-            proxies[stack] = stack_exit.enter_context(bench.start(stack))
+            _, mods, env = split_stack(stack)
+            if "otel" in mods:
+                if sink is None:
+                    sink = stack_exit.enter_context(OtlpSink(placement.others))
+                env = sink.env() | env  # the modifiers win (`notraces`, …)
+            proxies[stack] = stack_exit.enter_context(bench.start(stack.replace("+", "-"), env=env))
             time.sleep(0.2)
             idle[stack] = proxies[stack].rss_mib()
         for proxy in proxies.values():
@@ -79,7 +91,14 @@ def run_compare(
         for _ in range(rounds):
             c1 = bench.direct(OPENAI, 1)
             stream = bench.direct(OPENAI_STREAM, 1)
-            direct = {"p50_c1": c1.p50_ms, "p99_c1": c1.p99_ms, "stream_p50": stream.p50_ms}
+            paced = bench.direct(OPENAI, PACED_CONNECTIONS, PACED)
+            direct = {
+                "p50_c1": c1.p50_ms,
+                "p99_c1": c1.p99_ms,
+                "p50_paced": paced.p50_ms,
+                "p99_paced": paced.p99_ms,
+                "stream_p50": stream.p50_ms,
+            }
             for stack, proxy in proxies.items():
                 per_stack[stack].append(_measure(bench, proxy, direct, events))
     medians = {

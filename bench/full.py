@@ -33,12 +33,19 @@ PACED = "openai-paced"
 PACED_CONNECTIONS = 16
 PACED_RPS = 1000
 PACED_DELAY_MS = round(PACED_CONNECTIONS * 1000 / PACED_RPS)  # each connection's mean pause
+# Every scenario again through a Detour exporting telemetry, each mirroring the main run of the same
+# name (whose direct call is its baseline): (name, scenario, connections, script).
 TELEMETRY_RUNS = (
-    ("openai-c1", 1, ""),
-    ("openai-c16-paced", 16, PACED),
-    ("openai-c16", 16, ""),
-    ("openai-c64", 64, ""),
+    ("openai-c1", OPENAI, 1, ""),
+    ("openai-c16-paced", OPENAI, PACED_CONNECTIONS, PACED),
+    ("openai-c16", OPENAI, 16, ""),
+    ("openai-c64", OPENAI, 64, ""),
+    ("stream-c1", OPENAI_STREAM, 1, ""),
+    ("stream-c16", OPENAI_STREAM, 16, ""),
+    ("failover-c1", FAILOVER, 1, ""),
+    ("failover-c16", FAILOVER, 16, ""),
 )
+TELEMETRY_SCENARIOS = (OPENAI, OPENAI_STREAM, FAILOVER)
 # gRPC `Gateway.Proxy` with the plain OpenAI body, mirroring the HTTP plain runs it is shown next to:
 # (name, the HTTP run whose direct call is its baseline, concurrent calls, mean pause per worker).
 GRPC_RUNS = (
@@ -101,9 +108,10 @@ class Bench:
         result = self.wrk_run(scenario.detour_url(proxy.url), scenario, connections, script=script)
         return result, proxy.cpu_s() - cpu_before
 
-    def warm_up(self, proxy: Detour, scenarios: Sequence[Scenario]) -> None:
+    def warm_up(self, proxy: Detour, scenarios: Sequence[Scenario], *, direct: bool = True) -> None:
         for scenario in scenarios:
-            self.wrk_run(scenario.direct_url(self.up.url), scenario, 16, self.settings.warmup_s)
+            if direct:
+                self.wrk_run(scenario.direct_url(self.up.url), scenario, 16, self.settings.warmup_s)
             self.wrk_run(scenario.detour_url(proxy.url), scenario, 16, self.settings.warmup_s)
 
     def start(
@@ -263,18 +271,24 @@ def measure_grpc(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
-    """The same core numbers with telemetry exporting to an in-process OTLP/HTTP receiver."""
-    with OtlpSink() as sink, bench.start("detour-telemetry", env=sink.env()) as proxy:
+    """Every scenario of `TELEMETRY_RUNS` through a Detour exporting telemetry to an OTLP/HTTP receiver
+    in its own process (where wrk runs); the direct call of each is the main run's of the same name."""
+    with OtlpSink(bench.placement.others) as sink, bench.start("detour-telemetry", env=sink.env()) as proxy:
         out: dict[str, Any] = {"ready_s": proxy.ready_s}
         time.sleep(0.2)
         out["idle_rss_mib"] = proxy.rss_mib()
-        bench.warm_up(proxy, (OPENAI,))
+        bench.warm_up(proxy, TELEMETRY_SCENARIOS, direct=False)  # the direct side is warm from main
         runs = {}
-        for name, connections, script in TELEMETRY_RUNS:
-            through, cpu_s = bench.through(proxy, OPENAI, connections, script)
-            direct = main["runs"][name]["direct"]
+        for name, scenario, connections, script in TELEMETRY_RUNS:
+            peak = name == "openai-c64"  # the peak under load, as in `measure_main`
+            sampler: contextlib.AbstractContextManager[list[float]]
+            sampler = sampling_rss(proxy) if peak else contextlib.nullcontext([])
+            with sampler as samples:
+                through, cpu_s = bench.through(proxy, scenario, connections, script)
+            if peak:
+                out["load_rss_peak_mib"] = max(samples, default=proxy.rss_mib())
             runs[name] = {
-                "direct": direct,
+                "direct": main["runs"][name]["direct"],
                 "through": through.as_dict(),
                 "detour_cpu_s": round(cpu_s, 3),
                 "detour_cpu_us_per_request": round(cpu_s / through.requests * 1e6, 1)
@@ -284,6 +298,7 @@ def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
         time.sleep(1.5)  # one more export interval, so the last batch arrives
         out["runs"] = runs
         out["load_rss_mib"] = proxy.rss_mib()
+        out["peak_rss_hwm_mib"] = proxy.peak_rss_mib()
         out["exports"] = sink.snapshot()
     out["available"] = bool(out["exports"])
     return out
@@ -292,14 +307,47 @@ def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
 def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
     """The headline numbers, each a difference of two runs measured side by side."""
     runs = results["main"]["runs"]
-    metrics = _core_metrics(runs)
-    stream, plain = runs["stream-c1"], runs["openai-c1"]
-    failover = runs["failover-c1"]
+    metrics = _run_metrics(runs, events) | {
+        "direct_rps_c16": runs["openai-c16"]["direct"]["rps"],
+        "direct_rps_c64": runs["openai-c64"]["direct"]["rps"],
+        "idle_rss_mib": results["startup"]["idle_rss_median_mib"],
+        "load_rss_peak_mib": results["main"]["load_rss_peak_mib"],
+        "ready_s": results["startup"]["ready_median_s"],
+    }
+    grpc = results.get("grpc")
+    if grpc:
+        metrics["grpc"] = _grpc_metrics(grpc["runs"])
+        metrics["errors"] += sum(run["through"]["errors"] for run in grpc["runs"].values())
+    telemetry = results.get("telemetry")
+    if telemetry:
+        metrics["errors"] += sum(run["through"]["errors"] for run in telemetry["runs"].values())
+    if telemetry and telemetry["available"]:
+        on = _run_metrics(telemetry["runs"], events) | {
+            "idle_rss_mib": telemetry["idle_rss_mib"],
+            "ready_s": telemetry["ready_s"],
+        }
+        if "load_rss_peak_mib" in telemetry:  # absent from results older than the peak sampling
+            on["load_rss_peak_mib"] = telemetry["load_rss_peak_mib"]
+        if on["cpu_us_per_request"] and metrics["cpu_us_per_request"]:
+            on["cpu_ratio_vs_off"] = on["cpu_us_per_request"] / metrics["cpu_us_per_request"]
+        metrics["telemetry"] = on
+    return metrics
+
+
+def _added(run: Mapping[str, Any], field: str) -> float:
+    return float(run["through"][field] - run["direct"][field])
+
+
+def _run_metrics(runs: Mapping[str, Any], events: int) -> dict[str, Any]:
+    """The numbers of one Detour's HTTP runs: the plain runs' (`_core_metrics`), then, when the runs
+    include them, the stream's and the failover's."""
+    metrics = _core_metrics(runs) | {"errors": sum(run["through"]["errors"] for run in runs.values())}
+    if not {"stream-c1", "failover-c1", "failover-c16"} <= runs.keys():
+        return metrics
+    stream, plain, failover = runs["stream-c1"], runs["openai-c1"], runs["failover-c1"]
     stream_cpu_us = stream["detour_cpu_us_per_request"] or 0.0
     plain_cpu_us = plain["detour_cpu_us_per_request"] or 0.0
     metrics |= {
-        "direct_rps_c16": runs["openai-c16"]["direct"]["rps"],
-        "direct_rps_c64": runs["openai-c64"]["direct"]["rps"],
         "sse_added_ms_per_event": _added(stream, "p50_ms") / events,
         # The stream's CPU beyond a plain request's, spread over its events.
         "sse_cpu_us_per_event": (stream_cpu_us - plain_cpu_us) / events,
@@ -307,27 +355,9 @@ def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
         "upstream_round_trip_429_ms": failover["direct"]["p50_ms"],
         "failover_rps_c16": runs["failover-c16"]["through"]["rps"],
         "failover_cpu_us_per_request": runs["failover-c16"]["detour_cpu_us_per_request"],
-        "idle_rss_mib": results["startup"]["idle_rss_median_mib"],
-        "load_rss_peak_mib": results["main"]["load_rss_peak_mib"],
-        "ready_s": results["startup"]["ready_median_s"],
-        "errors": sum(run["through"]["errors"] for run in runs.values()),
     }
-    grpc = results.get("grpc")
-    if grpc:
-        metrics["grpc"] = _grpc_metrics(grpc["runs"])
-        metrics["errors"] += sum(run["through"]["errors"] for run in grpc["runs"].values())
     metrics["failover_excess_ms"] = metrics["failover_extra_ms"] - metrics["upstream_round_trip_429_ms"]
-    telemetry = results.get("telemetry")
-    if telemetry and telemetry["available"]:
-        metrics["telemetry"] = _core_metrics(telemetry["runs"]) | {
-            "idle_rss_mib": telemetry["idle_rss_mib"],
-            "ready_s": telemetry["ready_s"],
-        }
     return metrics
-
-
-def _added(run: Mapping[str, Any], field: str) -> float:
-    return float(run["through"][field] - run["direct"][field])
 
 
 def _core_metrics(runs: Mapping[str, Any]) -> dict[str, Any]:

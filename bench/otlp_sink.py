@@ -1,53 +1,44 @@
-"""An in-process OTLP/HTTP receiver, so "Detour with telemetry exporting" can be measured without a
-collector: it accepts every POST (`/v1/traces`, `/v1/metrics`, `/v1/logs`), counts requests and
-bytes per path, and answers an empty success.
+"""An OTLP/HTTP receiver in a process of its own, so "Detour with telemetry exporting" can be measured
+without a collector: it accepts every POST (`/v1/traces`, `/v1/metrics`, `/v1/logs`), counts requests
+and bytes per path, and answers an empty success. `GET /stats` returns the counts as JSON.
 
+It runs where wrk and the upstream run (`cpus`), never on Detour's core and never in the harness's
+own process: a receiver sharing a core or a GIL with what is measured would be measured too.
 Detour is pointed at it with the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, protocol
 `http/protobuf`, short export intervals). If nothing arrives, telemetry export is not available in
 this build and the report says so instead of printing numbers that measure nothing.
+
+`python -m bench.otlp_sink` prints `READY <port>` once it listens; the caller pins it (`OtlpSink(cpus)`).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from bench.procs import HOST
+from bench.procs import HOST, ROOT, pin
 
 
 class OtlpSink:
-    def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self.bytes: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        sink = self
+    """The receiver's process, started on enter and stopped on exit."""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                payload = self.rfile.read(length) if length else b""
-                with sink._lock:
-                    sink.requests[self.path] += 1
-                    sink.bytes[self.path] += len(payload)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True)
+    def __init__(self, cpus: Sequence[int] | None = None) -> None:
+        self._cpus = cpus
+        self._process: subprocess.Popen[bytes] | None = None
+        self.port = 0
 
     @property
     def endpoint(self) -> str:
-        return f"http://{HOST}:{self._server.server_address[1]}"
+        return f"http://{HOST}:{self.port}"
 
     def env(self) -> dict[str, str]:
         """The standard OTel variables that make an SDK export here, often."""
@@ -62,16 +53,87 @@ class OtlpSink:
         }
 
     def snapshot(self) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {path: {"requests": n, "bytes": self.bytes[path]} for path, n in self.requests.items()}
+        with urllib.request.urlopen(f"{self.endpoint}/stats", timeout=5) as response:
+            stats: dict[str, dict[str, int]] = json.loads(response.read())
+        return stats
 
     def __enter__(self) -> OtlpSink:
-        self._thread.start()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.otlp_sink"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: pin(self._cpus),
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().decode().split()
+        if len(line) != 2 or line[0] != "READY":
+            self._stop()
+            raise RuntimeError(f"the OTLP sink did not start (exit code {self._process.poll()})")
+        self.port = int(line[1])
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._stop()
+
+    def _stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def serve() -> None:
+    requests: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            payload = self.rfile.read(length) if length else b""
+            with lock:
+                requests[self.path] += 1
+                sizes[self.path] += len(payload)
+            self._answer(b"", "application/x-protobuf")
+
+        def do_GET(self) -> None:
+            with lock:
+                stats = {path: {"requests": n, "bytes": sizes[path]} for path, n in requests.items()}
+            self._answer(json.dumps(stats).encode(), "application/json")
+
+        def _answer(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    server.daemon_threads = True
+    print(f"READY {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.parse_args()
+    try:
+        serve()
+    except KeyboardInterrupt:
+        os._exit(0)

@@ -154,13 +154,14 @@ class Detour:
         return self.process.pid
 
     def rss_mib(self) -> float:
-        return _status_kib(self.pid, "VmRSS") / 1024
+        """Of the process and the workers it started, if any (`bench.stacks` `workers2`)."""
+        return sum(_status_kib(pid, "VmRSS") for pid in family(self.pid)) / 1024
 
     def peak_rss_mib(self) -> float:
-        return _status_kib(self.pid, "VmHWM") / 1024
+        return sum(_status_kib(pid, "VmHWM") for pid in family(self.pid)) / 1024
 
     def cpu_s(self) -> float:
-        return cpu_seconds(self.pid)
+        return sum(cpu_seconds(pid) for pid in family(self.pid))
 
 
 @contextlib.contextmanager
@@ -214,6 +215,17 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], started: float, timeo
             pass
         time.sleep(0.002)
     raise RuntimeError(f"{url} was not ready within {timeout_s} s")
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (one level: Detour's workers), from /proc."""
+    pids = [pid]
+    for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(child) for child in task.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return pids
 
 
 def _status_kib(pid: int, field: str) -> float:

@@ -139,7 +139,7 @@ def run_profile(
     rate: int = 200,
     telemetry: bool = False,
 ) -> str:
-    """With `telemetry`, Detour exports to an in-process OTLP receiver while it is sampled."""
+    """With `telemetry`, Detour exports to an OTLP receiver (its own process) while it is sampled."""
     wrk, spy = find_wrk(), find_py_spy()
     if wrk is None:
         raise SystemExit(INSTALL_HINT)
@@ -154,7 +154,7 @@ def run_profile(
     with tempfile.TemporaryDirectory(prefix="detour-profile-") as tmp, contextlib.ExitStack() as stack:
         work = pathlib.Path(tmp)
         script = write_script(work / "load.lua", scenario.body, scenario.headers)
-        env = stack.enter_context(OtlpSink()).env() if telemetry else None
+        env = stack.enter_context(OtlpSink(placement.others)).env() if telemetry else None
         up = stack.enter_context(upstream(cpus=placement.others))
         proxy = stack.enter_context(detour(up.url, work, cpus=placement.detour, command=command, env=env))
         url = scenario.detour_url(proxy.url)

@@ -70,6 +70,19 @@ TARGETS = (
     Target("idle_rss_mib", "RSS idle", 80, "MiB"),
     Target("ready_s", "process start to /readyz", 1.0, "s"),
 )
+TIMES = "\N{MULTIPLICATION SIGN}"
+# The same Detour exporting telemetry (OTLP/HTTP to a receiver in its own process): its own targets.
+TELEMETRY_TARGETS = (
+    Target("added_p50_c1_ms", "added latency p50, sequential", 0.6, "ms"),
+    Target("added_p99_c1_ms", "added latency p99, sequential", 2.0, "ms"),
+    Target("added_p50_paced_ms", "added latency p50, 16 connections at ~1,000 req/s", 0.6, "ms"),
+    Target("added_p99_paced_ms", "added latency p99, 16 connections at ~1,000 req/s", 2.0, "ms"),
+    Target("rps_c16", "requests/s on one core, 16 connections", 2000, "req/s", at_most=False),
+    Target("cpu_ratio_vs_off", "Detour CPU per request, 16 connections, over telemetry off", 1.3, TIMES),
+    Target("load_rss_peak_mib", "RSS peak under load (64 connections)", 90, "MiB"),
+)
+NOT_MEASURED = "not measured in this run"
+OTEL = "+otel"  # the run table's suffix for a telemetry run
 
 
 def _number(value: float) -> str:
@@ -88,9 +101,16 @@ def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _with_grpc(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The main runs with the gRPC runs right after the HTTP plain (`openai-*`) ones."""
-    runs: dict[str, Any] = dict(results["main"]["runs"])
+def _all_runs(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The main runs, each telemetry run (`…+otel`) right after the run it mirrors, and the gRPC runs
+    right after the HTTP plain (`openai-*`) ones."""
+    telemetry: dict[str, Any] = (results.get("telemetry") or {}).get("runs", {})
+    runs: dict[str, Any] = {}
+    for name, run in results["main"]["runs"].items():
+        runs[name] = run
+        if name in telemetry:
+            runs[name + OTEL] = telemetry[name]
+    runs |= {name + OTEL: run for name, run in telemetry.items() if name + OTEL not in runs}
     grpc: dict[str, Any] = (results.get("grpc") or {}).get("runs", {})
     plain = [name for name in runs if name.startswith("openai-")]
     if not grpc or not plain:
@@ -141,6 +161,22 @@ def _header(results: Mapping[str, Any]) -> str:
     )
 
 
+def _target_rows(
+    targets: tuple[Target, ...], metrics: Mapping[str, Any], details: Mapping[str, str] | None = None
+) -> list[str]:
+    """One row per target; a metric missing from `metrics` (an older results file) is not judged."""
+    lines = []
+    for target in targets:
+        value = metrics.get(target.metric)
+        if value is None:
+            lines.append(_row(target.label, NOT_MEASURED, target.describe(), "-"))
+            continue
+        met = "yes" if target.met(value) else "**no**"
+        measured = f"{_number(value)} {target.unit}" + (details or {}).get(target.metric, "")
+        lines.append(_row(target.label, measured, target.describe(), met))
+    return lines
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     metrics = results["metrics"]
     lines = [
@@ -149,10 +185,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         _row("target (docs/architecture.md §7)", "measured", "target", "met"),
         _row(*["---"] * 4),
     ]
-    for target in TARGETS:
-        value = metrics[target.metric]
-        met = "yes" if target.met(value) else "**no**"
-        lines.append(_row(target.label, f"{_number(value)} {target.unit}", target.describe(), met))
+    lines += _target_rows(TARGETS, metrics)
     failover = (
         f"{_ms(metrics['failover_extra_ms'])} "
         f"(one direct 429 round trip: {_ms(metrics['upstream_round_trip_429_ms'])})"
@@ -183,9 +216,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         _row("failed requests through Detour", str(metrics["errors"])),
     ]
     lines += ["", *_grpc_lines(results), "", *_telemetry_lines(results)]
-    lines += ["", *_side_by_side(_with_grpc(results))]
+    lines += ["", *_side_by_side(_all_runs(results))]
     if results.get("grpc"):
         lines += ["", GRPC_NOTE]
+    if (results.get("telemetry") or {}).get("runs"):
+        lines += ["", OTEL_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -226,34 +261,78 @@ def _grpc_lines(results: Mapping[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+OTEL_NOTE = (
+    "`…+otel`: the run above it again, through a second Detour exporting telemetry (OTLP/HTTP to a "
+    "receiver in its own process, where wrk runs); *direct* is that run's direct call."
+)
+OLDER_TELEMETRY = (
+    "An older results file: only the plain `openai-*` runs were measured with telemetry exporting, "
+    "without the RSS peak under load, and the OTLP receiver then ran inside the harness's own process."
+)
+TELEMETRY_TITLE = "with telemetry exporting (OTLP/HTTP to a receiver in its own process)"
+
+
 def _telemetry_lines(results: Mapping[str, Any]) -> list[str]:
     telemetry = results.get("telemetry")
     if telemetry is None:
         return ["Telemetry exporting: not measured (`--no-telemetry`)."]
     if not telemetry["available"]:
         return [
-            "Telemetry exporting: **not available yet**: Detour started with `OTEL_EXPORTER_OTLP_ENDPOINT` "
-            "set sent nothing to the in-process OTLP receiver (see docs/benchmarks.md, TODO)."
+            "Telemetry exporting: **not available**: Detour started with `OTEL_EXPORTER_OTLP_ENDPOINT` "
+            "set sent nothing to the OTLP receiver (`bench/otlp_sink.py`)."
         ]
-    t = results["metrics"]["telemetry"]
+    off, on = results["metrics"], results["metrics"]["telemetry"]
+    main_runs = {name: run for name, run in results["main"]["runs"].items() if name in telemetry["runs"]}
+    ratio = {}
+    if on.get("cpu_ratio_vs_off") is not None:
+        ratio["cpu_ratio_vs_off"] = (
+            f" ({on['cpu_us_per_request']:,.0f} µs on / {off['cpu_us_per_request']:,.0f} µs off)"
+        )
+    lines = [_row(f"target {TELEMETRY_TITLE}", "measured", "target", "met"), _row(*["---"] * 4)]
+    lines += _target_rows(TELEMETRY_TARGETS, on, ratio)
+
+    def both(render: Callable[[Mapping[str, Any]], str], *needs: str) -> tuple[str, str]:
+        """The measure off and on; `needs`: the metrics an older results file may lack."""
+
+        def cell(m: Mapping[str, Any]) -> str:
+            return render(m) if all(key in m for key in needs) else NOT_MEASURED
+
+        return cell(off), cell(on)
+
     exports = ", ".join(f"{path}: {v['requests']}" for path, v in sorted(telemetry["exports"].items()))
-    return [
-        _row("with telemetry exporting (OTLP/HTTP to an in-process receiver)", "value"),
-        _row("---", "---"),
-        _row(
-            "added latency p50 / p99, sequential",
-            f"{_ms(t['added_p50_c1_ms'])} / {_ms(t['added_p99_c1_ms'])}",
+    rows = {
+        "added latency p50 / p99, 16 connections unpaced (saturated)": both(
+            lambda m: f"{_ms(m['added_p50_c16_ms'])} / {_ms(m['added_p99_c16_ms'])}"
         ),
-        _row(
-            "added latency p50 / p99, 16 connections at ~1,000 req/s",
-            f"{_ms(t['added_p50_paced_ms'])} / {_ms(t['added_p99_paced_ms'])}",
+        "requests/s, 64 connections": both(lambda m: f"{m['rps_c64']:,.0f}"),
+        "requests/s offered by the paced run": both(lambda m: f"{m['paced_rps']:,.0f}"),
+        "Detour CPU per request (16 connections)": both(lambda m: f"{m['cpu_us_per_request']:,.0f} µs"),
+        "Detour CPU per SSE event (beyond a plain request)": both(
+            lambda m: f"{m['sse_cpu_us_per_event']:.1f} µs", "sse_cpu_us_per_event"
         ),
-        _row("requests/s, 16 / 64 connections", f"{t['rps_c16']:,.0f} / {t['rps_c64']:,.0f}"),
-        _row("Detour CPU per request (16 connections)", f"{t['cpu_us_per_request']:,.0f} µs"),
-        _row("RSS idle", f"{t['idle_rss_mib']:.1f} MiB"),
-        _row("process start to /readyz", f"{t['ready_s']:.3f} s"),
-        _row("exports received (requests per path)", exports),
-    ]
+        "added latency per SSE event (200-event stream)": both(
+            lambda m: _ms(m["sse_added_ms_per_event"]), "sse_added_ms_per_event"
+        ),
+        "failover cost beyond one upstream round trip, p50": both(
+            lambda m: _ms(m["failover_excess_ms"]), "failover_excess_ms"
+        ),
+        "failover requests/s and Detour CPU per request, 16 connections": both(
+            lambda m: f"{m['failover_rps_c16']:,.0f} req/s, {m['failover_cpu_us_per_request']:,.0f} µs",
+            "failover_rps_c16",
+        ),
+        "RSS idle (off: median of the fresh starts; on: one sample)": both(
+            lambda m: f"{m['idle_rss_mib']:.1f} MiB"
+        ),
+        "process start to /readyz (off: median; on: one start)": both(lambda m: f"{m['ready_s']:.3f} s"),
+    }
+    failed = [sum(run["through"]["errors"] for run in r.values()) for r in (main_runs, telemetry["runs"])]
+    rows["failed requests through Detour (these runs)"] = (str(failed[0]), str(failed[1]))
+    lines += ["", _row(f"{TELEMETRY_TITLE}: other measures", "telemetry off", "telemetry on")]
+    lines += [_row("---", "---", "---"), *(_row(label, *cells) for label, cells in rows.items())]
+    lines.append(_row("exports received (requests per path)", "-", exports))
+    if "stream-c1" not in telemetry["runs"]:
+        lines += ["", OLDER_TELEMETRY]
+    return lines
 
 
 def write_results(results: Mapping[str, Any], out_dir: pathlib.Path, stem: str = "latest") -> pathlib.Path:
@@ -265,10 +344,16 @@ def write_results(results: Mapping[str, Any], out_dir: pathlib.Path, stem: str =
 
 
 def failures(metrics: Mapping[str, Any], check: Callable[[Target, float], bool] | None = None) -> list[str]:
-    """Targets not met, as sentences."""
-    check = check or (lambda target, value: target.met(value))
-    return [
-        f"{t.label}: {_number(metrics[t.metric])} {t.unit} (target {t.describe()})"
-        for t in TARGETS
-        if not check(t, metrics[t.metric])
+    """Targets not met, as sentences; the telemetry targets' prefixed "with telemetry: "."""
+    judge = check or (lambda target, value: target.met(value))
+    found = [_failure(t, metrics[t.metric]) for t in TARGETS if not judge(t, metrics[t.metric])]
+    on = metrics.get("telemetry") or {}
+    return found + [
+        "with telemetry: " + _failure(t, on[t.metric])
+        for t in TELEMETRY_TARGETS
+        if on.get(t.metric) is not None and not judge(t, on[t.metric])
     ]
+
+
+def _failure(target: Target, value: float) -> str:
+    return f"{target.label}: {_number(value)} {target.unit} (target {target.describe()})"

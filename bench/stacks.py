@@ -6,7 +6,8 @@ thing swapped, chosen by NAME:
 - ``httpx-default``: httpx's own transport (httpcore) instead of httpx-aiohttp;
 - ``aiohttp``: a `Transport` straight on `aiohttp.ClientSession`, no httpx at all;
 - ``aiohttp-quiet``: both of the above that help (aiohttp transport, no per-request log line);
-- ``aiohttp-gc``: the aiohttp transport with start-up objects frozen out of the cyclic GC (`gc.freeze`).
+- ``aiohttp-gc``: the aiohttp transport with start-up objects frozen out of the cyclic GC (`gc.freeze`);
+- ``workers2``: two Detour processes sharing the port through SO_REUSEPORT, each with its own state.
 
 The swap happens at run time, in this process only (the sidecar's code is not changed): the
 transport through `Sidecar`'s `transport_factory` argument, the logging through the logger's level.
@@ -149,7 +150,34 @@ def _aiohttp_quiet() -> None:
     _quiet()
 
 
+def _two_workers() -> None:
+    """Two `detour serve` processes on one port (SO_REUSEPORT: the kernel spreads connections),
+    each its own event loop, neither knowing the other: the parent forks before anything binds.
+    The harness counts the CPU of a process and its children, so both are measured."""
+    import os
+    import socket
+
+    import sidecar.cli.serve as serve_module
+
+    def bind_shared(host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        return sock
+
+    serve_module.bind_socket = bind_shared  # type: ignore[assignment]
+    if os.fork() == 0:  # the second worker: it stops with the first (the harness signals only that one)
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 SETUPS: dict[str, Callable[[], None]] = {
+    "workers2": _two_workers,
     "quiet-httpx": _quiet,
     "httpx-default": lambda: _use_transport(HttpcoreTransport),
     "aiohttp": lambda: _use_transport(AiohttpTransport),

@@ -16,12 +16,38 @@ STACKS: dict[str, Sequence[str] | None] = {
     "aiohttp": ["-m", "bench.stacks", "aiohttp"],
     "aiohttp-quiet": ["-m", "bench.stacks", "aiohttp-quiet"],
     "aiohttp-gc": ["-m", "bench.stacks", "aiohttp-gc"],
+    "workers2": ["-m", "bench.stacks", "workers2"],
     "floor-aiohttp": ["-m", "bench.forwarder", "aiohttp"],
     "floor-httpx-aiohttp": ["-m", "bench.forwarder", "httpx-aiohttp"],
 }
 
 
+# Suffixes a stack name can carry in `--compare` (`detour+otel`, `detour+otel+sample10`): `otel` makes
+# it export telemetry to the benchmark's OTLP receiver, the others add environment variables.
+MODIFIERS: dict[str, dict[str, str]] = {
+    "otel": {},
+    "sample10": {"DETOUR_TRACES_SUCCESS_RATIO": "0.1"},
+    "nofreeze": {"DETOUR_GC_FREEZE": "0"},
+    "notraces": {"OTEL_TRACES_EXPORTER": "none"},
+    "nometrics": {"OTEL_METRICS_EXPORTER": "none"},
+    "batch512": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"},  # the SDK's default
+    "switch5": {"DETOUR_SWITCH_INTERVAL_MS": "5"},  # Python's default
+}
+
+
+def split_stack(spec: str) -> tuple[str, set[str], dict[str, str]]:
+    """`base+mod+…` → the base stack, its modifiers, and the environment they add."""
+    base, *mods = spec.split("+")
+    env: dict[str, str] = {}
+    for mod in mods:
+        if mod not in MODIFIERS:
+            raise SystemExit(f"unknown stack modifier {mod!r}; known: {', '.join(MODIFIERS)}")
+        env |= MODIFIERS[mod]
+    return base, set(mods), env
+
+
 def command_for(stack: str) -> Sequence[str] | None:
+    stack = split_stack(stack)[0]
     if stack not in STACKS:
         raise SystemExit(f"unknown stack {stack!r}; known: {', '.join(STACKS)}")
     command = STACKS[stack]
@@ -30,5 +56,5 @@ def command_for(stack: str) -> Sequence[str] | None:
 
 def serves_grpc(stack: str) -> bool:
     """Whether the stack has Detour's gRPC API (the floor forwarder has none)."""
-    command = STACKS.get(stack)
+    command = STACKS.get(split_stack(stack)[0])
     return command is None or "bench.forwarder" not in command

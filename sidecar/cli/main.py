@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the gRPC API on this port, on the API's host (default 8082; 0 turns it off; "
         "env DETOUR_GRPC_PORT; docs/grpc.md)",
     )
+    serve.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("DETOUR_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        help="move start-up's objects out of the garbage collector's scans once serving starts "
+        "(default on; env DETOUR_GC_FREEZE=0 turns it off; docs/benchmarks.md)",
+    )
+    serve.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=float(os.environ.get("DETOUR_SWITCH_INTERVAL_MS") or 1.0),
+        metavar="MS",
+        help="how long a thread (the telemetry exporter's) may hold the interpreter before the event "
+        "loop gets it back (default 1; Python's own is 5; env DETOUR_SWITCH_INTERVAL_MS; "
+        "docs/benchmarks.md)",
+    )
     _add_limits(serve)
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
@@ -199,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             admin_port=args.admin_port,
             grpc_port=args.grpc_port or None,
+            gc_freeze=args.gc_freeze,
+            switch_interval_s=args.switch_interval_ms / 1000 if args.switch_interval_ms > 0 else None,
             **_given_limits(args),
         )
         return _run(lambda: serve_forever(settings))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,6 +66,8 @@ class ServeSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per port; 503 beyond
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS  # SIGTERM → in-flight work is cut
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # 413 beyond
+    gc_freeze: bool = False  # `detour serve` turns it on (--gc-freeze): not for in-process tests
+    switch_interval_s: float | None = None  # the interpreter's thread switch interval; None: Python's
 
 
 async def serve_forever(settings: ServeSettings) -> int:
@@ -108,6 +112,12 @@ async def serve_forever(settings: ServeSettings) -> int:
             log.info("admin endpoints on http://%s:%d", host, admin_sock.getsockname()[1])
         following = asyncio.ensure_future(follow)
         sigterm.stop = asyncio.Event()
+        if settings.gc_freeze:
+            freeze_startup_objects()
+        if settings.switch_interval_s is not None:
+            # The exporter's thread encodes batches while the event loop waits for the interpreter;
+            # Python lets it hold on for 5 ms, which lands on a request's tail latency as it is.
+            sys.setswitchinterval(settings.switch_interval_s)
         try:
             await serve(
                 sidecar,
@@ -135,6 +145,16 @@ async def serve_forever(settings: ServeSettings) -> int:
         if telemetry is not None:
             await asyncio.to_thread(telemetry.shutdown)  # exports what is still buffered
     return 0
+
+
+def freeze_startup_objects() -> None:
+    """Start-up leaves ~70,000 objects that live as long as the process (modules, the config, the
+    SDK's providers). A full collection of the cyclic GC walks all of them — several milliseconds
+    during which no request moves — and a sidecar with telemetry on triggers one about every
+    second, because spans waiting in the export queue live long enough to reach the oldest
+    generation. Frozen, they are never scanned again (docs/benchmarks.md, "Telemetry on")."""
+    gc.collect()
+    gc.freeze()
 
 
 class _SigtermBeforeServing:

@@ -162,20 +162,31 @@ class RequestSpan:
 
     @_guarded
     def end(self, status: int | None) -> None:
-        recording = self.span is not None and self.span.recording
+        span = self.span
+        exported = span is not None and span.recording and (span.sampled or not self._plain(status))
         failovers: list[Event] = []
         for at, event, noted in self._events:  # first: their span events go on still open spans
             if isinstance(event, RateLimited):
                 self._settle_rate_limited(at, event, noted)
             else:
-                self._settle_failover(at, event, failovers if recording else None)
+                self._settle_failover(at, event, failovers if exported else None)
         for attempt in self._attempts:
-            attempt.settle()
+            attempt.settle(exported or span is None)
         instruments = self._owner.instruments
         if instruments is not None and self._served is not None:
             instruments.served(self._served, self.model)
-        if recording and self.span is not None:
-            self._finish_span(self.span, status, failovers)
+        if exported and span is not None:
+            self._finish_span(span, status, failovers)
+
+    def _plain(self, status: int | None) -> bool:
+        """A plain success: answered, one attempt that succeeded, no rate limit and no failover —
+        the only kind of request a success ratio may leave out (telemetry/sampling.py)."""
+        if not self._answered(status) or self._events or len(self._attempts) != 1:
+            return False
+        return self._attempts[0].succeeded
+
+    def _answered(self, status: int | None) -> bool:
+        return status is not None and status < 400
 
     def _settle_rate_limited(self, at: int, event: RateLimited, attempt: AttemptSpan | None) -> None:
         if self._owner.instruments is not None:
@@ -280,8 +291,13 @@ class AttemptSpan:
             self._ended = (time.perf_counter(), time.time_ns())
             self._outcome = (status, error_type)
 
-    def settle(self) -> None:
-        """Finish the span and record the metrics, once; an attempt never ended counts as cancelled."""
+    @property
+    def succeeded(self) -> bool:
+        return self._ended is not None and self._outcome[1] is None
+
+    def settle(self, export: bool = True) -> None:
+        """Finish the span (unless the request is left out: `export`) and record the metrics,
+        once; an attempt never ended counts as cancelled."""
         if self._settled:
             return
         self._settled = True
@@ -291,7 +307,7 @@ class AttemptSpan:
         ended_at, end_ns = self._ended
         status, error_type = self._outcome
         base = self._base_attributes()
-        if self.span is not None:
+        if self.span is not None and export:
             self._finish_span(self.span, base, status, error_type, end_ns)
         instruments = self._request._owner.instruments
         if instruments is None:

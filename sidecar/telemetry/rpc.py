@@ -49,6 +49,9 @@ class RpcSpan(RequestSpan):
         self._service = service
         self._method = method
 
+    def _answered(self, status: int | None) -> bool:
+        return status == 0  # OK
+
     def _finish_span(self, span: OpenSpan, status: int | None, events: list[Event]) -> None:
         code = CANCELLED if status is None else status
         attributes: dict[str, Any] = {

@@ -144,9 +144,9 @@ def _tracer_provider(
     settings: TelemetrySettings, resource: Any, span_exporters: Sequence[SpanExporter]
 ) -> tuple[TracerProvider, SpanStarter]:
     """The provider (flush, shutdown) and what starts Detour's spans: its sampler, ids and resource,
-    exporting through its processors. Each exporter gets a `BatchSpanProcessor` with the SDK's
-    defaults (`OTEL_BSP_*`: a batch of up to 512 spans every 5 s, or as soon as 512 are queued; at
-    most 2048 queued, later ones dropped) — exporting runs on the processor's own thread."""
+    exporting through its processors. Each exporter gets a `BatchSpanProcessor`: a batch every 5 s,
+    or as soon as 128 spans are queued (the SDK says 512: see `DEFAULT_SPAN_BATCH_SIZE`), at most
+    2048 queued, later ones dropped (`OTEL_BSP_*` change each) — exporting runs on its own thread."""
     from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -162,25 +162,18 @@ def _tracer_provider(
     )
     exporters = list(span_exporters)
     if settings.traces is not None:
-        exporters.append(_otlp_span_exporter(settings.traces))
+        from sidecar.telemetry.span_export import otlp_span_exporter
+
+        exporters.append(otlp_span_exporter(settings.traces))
     for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        try:
+            batching = BatchSpanProcessor(exporter, max_export_batch_size=max(1, settings.span_batch_size))
+        except ValueError as exc:  # a batch larger than OTEL_BSP_MAX_QUEUE_SIZE
+            log.warning("span export: %s; queueing up to 2048 spans instead", exc)
+            batch = min(max(1, settings.span_batch_size), 2048)
+            batching = BatchSpanProcessor(exporter, max_export_batch_size=batch, max_queue_size=2048)
+        provider.add_span_processor(batching)
     return provider, SpanStarter(provider, processor, InstrumentationScope(SCOPE, _version()))
-
-
-def _otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
-    if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        return GrpcSpans(
-            endpoint=target.endpoint,
-            insecure=target.insecure,
-            headers=dict(target.headers) or None,
-            timeout=target.timeout_s,
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-    return HttpSpans(endpoint=target.endpoint, headers=dict(target.headers) or None, timeout=target.timeout_s)
 
 
 def _otlp_metric_reader(target: OtlpTarget, interval_ms: int) -> MetricReader:
@@ -234,10 +227,19 @@ def _prometheus(host: str, port: int) -> tuple[MetricReader, tuple[WSGIServer, t
 
 
 def _sampler(settings: TelemetrySettings) -> Sampler:
-    """The standard OTEL_TRACES_SAMPLER values; unknown ones fall back to parentbased_always_on."""
+    """The standard OTEL_TRACES_SAMPLER values; unknown ones fall back to parentbased_always_on.
+    A success ratio under 1 replaces them with `KeepEvidence`, which decides at the request's end."""
     from opentelemetry.sdk.trace import sampling
 
     name = settings.sampler
+    if settings.success_ratio < 1.0:
+        from sidecar.telemetry.sampling import KeepEvidence
+
+        if name != "parentbased_always_on":
+            log.warning(
+                "DETOUR_TRACES_SUCCESS_RATIO is set: it samples instead of OTEL_TRACES_SAMPLER=%s", name
+            )
+        return KeepEvidence(settings.success_ratio)
     ratio = 1.0
     if name.endswith("traceidratio"):
         try:

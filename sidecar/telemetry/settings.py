@@ -28,6 +28,10 @@ Signal = Literal["traces", "metrics"]
 DEFAULT_SERVICE_NAME = "detour"
 DEFAULT_PROMETHEUS_HOST = "0.0.0.0"  # a scrape comes from outside the pod
 CAPTURE_CONTENT_VAR = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+SUCCESS_RATIO_VAR = "DETOUR_TRACES_SUCCESS_RATIO"
+# Spans per export (the SDK's default is 512): a batch is encoded on the exporter's thread while the
+# event loop waits for the interpreter, so smaller batches make shorter waits (docs/benchmarks.md).
+DEFAULT_SPAN_BATCH_SIZE = 128
 
 # Downward-API variables (see manifests/observability and docs/telemetry.md) → resource attributes.
 KUBERNETES_VARIABLES = {
@@ -63,6 +67,8 @@ class TelemetrySettings:
     sampler_arg: str | None = None
     metric_interval_ms: int = 60_000
     capture_content: bool = False
+    success_ratio: float = 1.0  # DETOUR_TRACES_SUCCESS_RATIO: plain successes kept (telemetry.sampling)
+    span_batch_size: int = DEFAULT_SPAN_BATCH_SIZE  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE
 
     @property
     def enabled(self) -> bool:
@@ -100,6 +106,8 @@ class TelemetrySettings:
             sampler_arg=env.get("OTEL_TRACES_SAMPLER_ARG"),
             metric_interval_ms=_int(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000),
             capture_content=_truthy(env.get(CAPTURE_CONTENT_VAR)),
+            success_ratio=_ratio(env, SUCCESS_RATIO_VAR),
+            span_batch_size=_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_SPAN_BATCH_SIZE),
         )
 
 
@@ -187,6 +195,21 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         log.warning("%s=%r is not an integer; using %d", name, text, default)
         return default
+
+
+def _ratio(env: Mapping[str, str], name: str) -> float:
+    """A fraction in [0, 1]; unset, or anything else (reported), is 1.0: everything kept."""
+    text = env.get(name)
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        log.warning("%s=%r is not a number from 0 to 1; keeping every trace", name, text)
+        return 1.0
+    return value
 
 
 def _truthy(value: str | None) -> bool:

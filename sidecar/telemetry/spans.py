@@ -92,13 +92,22 @@ class SpanStarter:
         status: Status,
         end_ns: int | None,
     ) -> None:
+        context = span.context
+        if not context.trace_flags.sampled:  # recorded only, and kept for what happened (sampling.py)
+            context = SpanContext(
+                context.trace_id,
+                context.span_id,
+                is_remote=False,
+                trace_flags=TraceFlags(context.trace_flags | TraceFlags.SAMPLED),
+                trace_state=context.trace_state,
+            )
         if span.sampler_attributes:
             attributes = {**span.sampler_attributes, **attributes}
         if self._bounded:
             attributes, events = self._bound(attributes, events)
         readable = ReadableSpan(
             name=span.name,
-            context=span.context,
+            context=context,
             parent=span.parent,
             resource=self._resource,
             attributes=attributes,
@@ -163,6 +172,11 @@ class OpenSpan:
     def recording(self) -> bool:
         """False when sampled out (or already finished): then only its context is used."""
         return self._starter is not None
+
+    @property
+    def sampled(self) -> bool:
+        """Kept whatever happens; a span recorded but not sampled is kept only for what happened."""
+        return bool(self.context.trace_flags.sampled)
 
     def as_parent(self) -> Context:
         """A context holding this span, for a child's sampler."""
