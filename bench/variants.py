@@ -30,7 +30,7 @@ MODIFIERS: dict[str, dict[str, str]] = {
     "nofreeze": {"DETOUR_GC_FREEZE": "0"},
     "notraces": {"OTEL_TRACES_EXPORTER": "none"},
     "nometrics": {"OTEL_METRICS_EXPORTER": "none"},
-    "batch512": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"},  # the SDK's default
+    "batch128": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},  # the SDK's default is 512
     "switch5": {"DETOUR_SWITCH_INTERVAL_MS": "5"},  # Python's default
 }
 

@@ -29,9 +29,6 @@ DEFAULT_SERVICE_NAME = "detour"
 DEFAULT_PROMETHEUS_HOST = "0.0.0.0"  # a scrape comes from outside the pod
 CAPTURE_CONTENT_VAR = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 SUCCESS_RATIO_VAR = "DETOUR_TRACES_SUCCESS_RATIO"
-# Spans per export (the SDK's default is 512): a batch is encoded on the exporter's thread while the
-# event loop waits for the interpreter, so smaller batches make shorter waits (docs/benchmarks.md).
-DEFAULT_SPAN_BATCH_SIZE = 128
 
 # Downward-API variables (see manifests/observability and docs/telemetry.md) → resource attributes.
 KUBERNETES_VARIABLES = {
@@ -68,7 +65,6 @@ class TelemetrySettings:
     metric_interval_ms: int = 60_000
     capture_content: bool = False
     success_ratio: float = 1.0  # DETOUR_TRACES_SUCCESS_RATIO: plain successes kept (telemetry.sampling)
-    span_batch_size: int = DEFAULT_SPAN_BATCH_SIZE  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE
 
     @property
     def enabled(self) -> bool:
@@ -107,7 +103,6 @@ class TelemetrySettings:
             metric_interval_ms=_int(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000),
             capture_content=_truthy(env.get(CAPTURE_CONTENT_VAR)),
             success_ratio=_ratio(env, SUCCESS_RATIO_VAR),
-            span_batch_size=_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_SPAN_BATCH_SIZE),
         )
 
 

@@ -155,23 +155,3 @@ def test_a_bad_ratio_keeps_everything_and_says_so(text: str, caplog: pytest.LogC
         settings = TelemetrySettings.from_env({"DETOUR_TRACES_SUCCESS_RATIO": text})
     assert settings.success_ratio == 1.0
     assert "DETOUR_TRACES_SUCCESS_RATIO" in caplog.text
-
-
-def test_span_batches_default_to_128_and_follow_the_sdks_variable() -> None:
-    assert TelemetrySettings.from_env({}).span_batch_size == 128
-    assert TelemetrySettings.from_env({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"}).span_batch_size == 32
-
-
-def test_a_batch_larger_than_the_queue_is_reported_and_the_queue_grown(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from sidecar.telemetry.runtime import start_telemetry
-
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")  # read by the SDK itself
-    with caplog.at_level(logging.WARNING, "detour.telemetry"):
-        telemetry = start_telemetry(TelemetrySettings(), span_exporters=[InMemorySpanExporter()])
-    assert telemetry is not None
-    telemetry.shutdown()
-    assert "queueing up to 2048 spans instead" in caplog.text
