@@ -54,6 +54,7 @@ GRPC_RUNS = (
     ("grpc-proxy-c16", "openai-c16", 16, 0),
 )
 GRPC_WARMUP_CALLS = 32  # per run, untimed: the load generator's channel and first calls
+CPU_PAIRS = 3  # alternating telemetry off / on runs for the CPU ratio
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,10 @@ def run_full(settings: Settings) -> dict[str, Any]:
             results["startup"] = measure_startup(bench)
             with bench.start("detour") as proxy:
                 results["main"] = measure_main(bench, proxy)
+                if settings.telemetry:  # the plain Detour stays up (idle) for the CPU pairs
+                    results["telemetry"] = measure_telemetry(bench, results["main"], proxy)
             if settings.grpc:
                 results["grpc"] = measure_grpc(bench, results["main"])
-            if settings.telemetry:
-                results["telemetry"] = measure_telemetry(bench, results["main"])
     results["metrics"] = derive_metrics(results, settings.events)
     return results
 
@@ -270,9 +271,13 @@ def measure_grpc(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
+def measure_telemetry(bench: Bench, main: Mapping[str, Any], off: Detour) -> dict[str, Any]:
     """Every scenario of `TELEMETRY_RUNS` through a Detour exporting telemetry to an OTLP/HTTP receiver
-    in its own process (where wrk runs); the direct call of each is the main run's of the same name."""
+    in its own process (where wrk runs); the direct call of each is the main run's of the same name.
+
+    The CPU ratio to telemetry off is taken from `CPU_PAIRS` alternating 16-connection runs through
+    `off` (the main Detour) and the exporting one, minutes after the main runs: this machine's speed
+    drifts by more than the ratio's margin between the two phases."""
     with OtlpSink(bench.placement.others) as sink, bench.start("detour-telemetry", env=sink.env()) as proxy:
         out: dict[str, Any] = {"ready_s": proxy.ready_s}
         time.sleep(0.2)
@@ -295,6 +300,17 @@ def measure_telemetry(bench: Bench, main: Mapping[str, Any]) -> dict[str, Any]:
                 if through.requests
                 else None,
             }
+        pairs = []
+        for _ in range(CPU_PAIRS):
+            plain, plain_cpu = bench.through(off, OPENAI, 16)
+            exporting, exporting_cpu = bench.through(proxy, OPENAI, 16)
+            pairs.append(
+                {
+                    "off_us": plain_cpu / plain.requests * 1e6 if plain.requests else None,
+                    "on_us": exporting_cpu / exporting.requests * 1e6 if exporting.requests else None,
+                }
+            )
+        out["cpu_pairs"] = pairs
         time.sleep(1.5)  # one more export interval, so the last batch arrives
         out["runs"] = runs
         out["load_rss_mib"] = proxy.rss_mib()
@@ -328,7 +344,12 @@ def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
         }
         if "load_rss_peak_mib" in telemetry:  # absent from results older than the peak sampling
             on["load_rss_peak_mib"] = telemetry["load_rss_peak_mib"]
-        if on["cpu_us_per_request"] and metrics["cpu_us_per_request"]:
+        pairs = [p for p in telemetry.get("cpu_pairs", ()) if p["off_us"] and p["on_us"]]
+        if pairs:  # same-moment pairs (older results: the two phases' 16-connection runs)
+            on["cpu_pair_off_us"] = statistics.median(p["off_us"] for p in pairs)
+            on["cpu_pair_on_us"] = statistics.median(p["on_us"] for p in pairs)
+            on["cpu_ratio_vs_off"] = on["cpu_pair_on_us"] / on["cpu_pair_off_us"]
+        elif on["cpu_us_per_request"] and metrics["cpu_us_per_request"]:
             on["cpu_ratio_vs_off"] = on["cpu_us_per_request"] / metrics["cpu_us_per_request"]
         metrics["telemetry"] = on
     return metrics

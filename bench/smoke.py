@@ -178,10 +178,12 @@ def regressions(smoke: dict[str, Any]) -> list[str]:
             f"gRPC Proxy throughput {smoke['grpc_rps']:.0f} req/s is below a tenth of HTTP through "
             f"Detour ({smoke['through_rps']:.0f} req/s)"
         )
-    if smoke["otel_through_rps"] < smoke["direct_rps"] / GROSS:
+    # Telemetry's own target is CPU per request at most 1.3 times off: bound it by Detour without
+    # telemetry in the same run (a busy CI machine slows both alike; direct, in C, far less).
+    if smoke["otel_through_rps"] < smoke["through_rps"] / GROSS:
         found.append(
             f"throughput through Detour with telemetry {smoke['otel_through_rps']:.0f} req/s is below a "
-            f"tenth of direct ({smoke['direct_rps']:.0f} req/s)"
+            f"tenth of Detour without it ({smoke['through_rps']:.0f} req/s)"
         )
     limits = {
         "added_p50_c1_ms": 0.5 * GROSS,

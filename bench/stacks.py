@@ -7,7 +7,8 @@ thing swapped, chosen by NAME:
 - ``aiohttp``: a `Transport` straight on `aiohttp.ClientSession`, no httpx at all;
 - ``aiohttp-quiet``: both of the above that help (aiohttp transport, no per-request log line);
 - ``aiohttp-gc``: the aiohttp transport with start-up objects frozen out of the cyclic GC (`gc.freeze`);
-- ``workers2``: two Detour processes sharing the port through SO_REUSEPORT, each with its own state.
+- ``workers2``: two Detour processes sharing the port through SO_REUSEPORT, each with its own state;
+- ``gc-threshold``: Detour as shipped with the GC's youngest generation collected 14 times less often.
 
 The swap happens at run time, in this process only (the sidecar's code is not changed): the
 transport through `Sidecar`'s `transport_factory` argument, the logging through the logger's level.
@@ -176,7 +177,16 @@ def _two_workers() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _gc_threshold() -> None:
+    """The youngest generation collected every 10,000 allocations instead of 700 (fewer, larger
+    collections), the older ones as Python does."""
+    import gc
+
+    gc.set_threshold(10_000, 10, 10)
+
+
 SETUPS: dict[str, Callable[[], None]] = {
+    "gc-threshold": _gc_threshold,
     "workers2": _two_workers,
     "quiet-httpx": _quiet,
     "httpx-default": lambda: _use_transport(HttpcoreTransport),

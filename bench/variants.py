@@ -17,6 +17,7 @@ STACKS: dict[str, Sequence[str] | None] = {
     "aiohttp-quiet": ["-m", "bench.stacks", "aiohttp-quiet"],
     "aiohttp-gc": ["-m", "bench.stacks", "aiohttp-gc"],
     "workers2": ["-m", "bench.stacks", "workers2"],
+    "gc-threshold": ["-m", "bench.stacks", "gc-threshold"],
     "floor-aiohttp": ["-m", "bench.forwarder", "aiohttp"],
     "floor-httpx-aiohttp": ["-m", "bench.forwarder", "httpx-aiohttp"],
 }
