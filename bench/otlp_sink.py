@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from bench.procs import HOST, ROOT, pin
+from bench.procs import HOST, ROOT, pin, stop_process
 
 
 class OtlpSink:
@@ -82,13 +82,7 @@ class OtlpSink:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -61,7 +61,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s; reaped either way."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -97,7 +98,7 @@ def upstream(
             raise RuntimeError(f"the bench upstream did not start (exit code {process.poll()})")
         yield Upstream(process, int(line[1]))
     finally:
-        _stop(process)
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 
@@ -198,7 +199,7 @@ def detour(
         ready_s = wait_ready(f"http://{HOST}:{port}/readyz", process, started)
         yield Detour(process, port, ready_s, grpc_port)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], started: float, timeout_s: float = 20) -> float:

@@ -5,6 +5,10 @@ re-pointing the `..data` symlink, so the file's own mtime may never change; what
 the path resolves to, and its content. Polling the resolved path and a content hash catches both,
 costs one stat per interval, and needs no inotify support from the node.
 
+A file's timestamps tick at the kernel's clock granularity (a few milliseconds), so two edits in
+one tick with the same size look alike to a stat: while the file's mtime is younger than
+`SETTLE_S`, each check also reads it and compares the hash, so a quick second edit is not missed.
+
 `run` never ends but by cancellation: a check that fails unexpectedly is handed to `on_error` (by
 default: logged by its type) and the next interval checks again.
 """
@@ -15,9 +19,12 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("detour.config")
+
+SETTLE_S = 2.0  # after a change, content is compared on every check for this long
 
 
 class FileWatcher:
@@ -33,13 +40,14 @@ class FileWatcher:
         self._on_change = on_change
         self._on_error = on_error
         self._interval_s = interval_s
-        self._seen: tuple[str, float, int] | None = None
+        self._seen: tuple[str, float, int, int] | None = None
         self._digest: str | None = None
+        self._unreadable = False
 
-    def _signature(self) -> tuple[str, float, int]:
+    def _signature(self) -> tuple[str, float, int, int]:
         real = os.path.realpath(self.path)
         stat = os.stat(real)
-        return real, stat.st_mtime, stat.st_size
+        return real, stat.st_mtime, stat.st_size, stat.st_ino
 
     def prime(self, text: str) -> None:
         """Remember the content already loaded, so only a real change triggers a reload."""
@@ -73,7 +81,7 @@ class FileWatcher:
             signature = self._signature()
         except OSError:
             return  # mid-swap, or removed: keep the last good config and look again next time
-        if signature == self._seen:
+        if signature == self._seen and (self._unreadable or time.time() - signature[1] >= SETTLE_S):
             return
         self._seen = signature
         try:
@@ -81,7 +89,9 @@ class FileWatcher:
         except (OSError, ValueError) as exc:  # ValueError: not UTF-8
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             log.warning("config file %s could not be read: %s", self.path, reason)
+            self._unreadable = True  # said once: looked at again when the file changes
             return
+        self._unreadable = False
         digest = hashlib.sha256(text.encode()).hexdigest()
         if digest == self._digest:
             return

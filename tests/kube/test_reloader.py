@@ -138,6 +138,46 @@ async def test_the_file_watcher_follows_a_mounted_configmaps_symlink_swap(tmp_pa
     assert changes == [OTHER]
 
 
+async def test_a_second_edit_in_the_same_clock_tick_with_the_same_size_is_not_missed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """File times tick at the kernel's granularity: two quick edits of one size can share path,
+    inode, size and mtime, and only their content tells them apart."""
+    path = tmp_path / "routes.yaml"
+    path.write_text("a: 1\n")
+    changes: list[str] = []
+
+    async def changed(text: str) -> None:
+        changes.append(text)
+
+    watcher = FileWatcher(str(path), changed, interval_s=0.01)
+    watcher.prime("a: 1\n")
+    path.write_text("b: 2\n")
+    await watcher.check()
+    stamp = path.stat().st_mtime_ns
+    with path.open("r+") as handle:  # in place: same inode, same size
+        handle.write("c: 3\n")
+    os.utime(path, ns=(stamp, stamp))  # and the same tick
+    await watcher.check()
+    await watcher.check()
+
+    assert changes == ["b: 2\n", "c: 3\n"]
+
+
+async def test_an_unreadable_file_is_reported_once_while_it_stays_the_same(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(GOOD)
+    watcher = FileWatcher(str(path), lambda text: asyncio.sleep(0), interval_s=0.01)
+    watcher.prime(GOOD)
+    path.write_bytes(b"\xff\xfe not utf-8")
+    with caplog.at_level(logging.WARNING, "detour.config"):
+        for _ in range(3):
+            await watcher.check()
+    assert caplog.text.count("could not be read") == 1
+
+
 async def test_readyz_turns_ready_with_the_first_valid_config() -> None:
     sidecar = Sidecar()
     async with serve_sidecar(sidecar) as url, httpx.AsyncClient(base_url=url) as client:

@@ -4,6 +4,7 @@ so a test awaits the line instead of polling)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pathlib
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from sidecar.shared.merge import Record
 from sidecar.simulate.server import SimulatedProvider
 from tests.support.processes import LoggedProcess, detour_process, free_port
 from tests.support.running import limits_alternative_rule, provider
@@ -89,3 +91,37 @@ async def sidecar(config: pathlib.Path) -> AsyncIterator[Sidecar]:
         await served.logs("shared state: connected to Redis")
         await served.logs("detour serving on")
         yield served
+
+
+class FakeLink:
+    """Connects once `gate` is set; records every write; `live` returns `held`. With `stuck`, the
+    first write never finishes, so the queue fills behind it."""
+
+    def __init__(self, held: list[Record], *, stuck: bool = False) -> None:
+        self.prefix = "x:"
+        self.gate = asyncio.Event()
+        self.held = held
+        self.stuck = stuck
+        self.written: list[Record] = []
+
+    async def subscribe(self) -> None:
+        await self.gate.wait()
+
+    async def live(self, provider_ids: object, *, at_most: int) -> list[Record]:
+        return self.held[:at_most]
+
+    async def write(self, record: Record) -> bool:
+        self.written.append(record)
+        if self.stuck:
+            await asyncio.Event().wait()
+        return True
+
+    async def ping(self) -> None:
+        pass
+
+    async def published(self) -> AsyncIterator[bytes]:
+        await asyncio.Event().wait()
+        yield b""
+
+    async def close(self) -> None:
+        pass

@@ -7,34 +7,15 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from sidecar.simulate.behaviours import RateLimit
 from sidecar.simulate.server import SimulatedProvider
-from tests.shared.redis_server import RedisServer, redis_server
+from tests.shared.redis_server import RedisServer
 from tests.shared.support import Sidecar, routes, sidecar
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    async with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def primary() -> AsyncIterator[SimulatedProvider]:
-    async with SimulatedProvider("openai", name="primary") as sim:
-        yield sim
-
-
-@pytest.fixture
-async def backup() -> AsyncIterator[SimulatedProvider]:
-    async with SimulatedProvider("openai", name="backup") as sim:
-        yield sim
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.simulate.behaviours import Reply
 from sidecar.simulate.server import SimulatedProvider
-from tests.shared.redis_server import RedisServer, redis_server
+from tests.shared.redis_server import RedisServer
 from tests.shared.support import CHAT, routes, sidecar
 from tests.support.running import config_text, limits_alternative_rule, provider, running_sidecar
 
@@ -28,12 +28,6 @@ def low(requests: int, reset: str = f"{RESET_S:g}s") -> Reply:
     return Reply(
         headers={"x-ratelimit-remaining-requests": str(requests), "x-ratelimit-reset-requests": reset}
     )
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    async with redis_server() as server:
-        yield server
 
 
 @pytest.fixture

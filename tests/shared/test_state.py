@@ -28,16 +28,10 @@ from sidecar.simulate.server import SimulatedProvider
 from sidecar.telemetry import TelemetrySettings
 from sidecar.telemetry.runtime import start_telemetry
 from tests.shared.redis_server import RedisServer, redis_server
-from tests.shared.support import CHAT
+from tests.shared.support import CHAT, FakeLink
 from tests.support.running import limits_alternative_rule, provider, serve_sidecar
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    async with redis_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -182,34 +176,10 @@ async def test_a_reload_to_memory_stops_the_sharing_and_memory_shows_nothing_of_
 async def test_limits_beyond_the_queue_are_dropped_and_counted(
     sims: tuple[SimulatedProvider, SimulatedProvider],
 ) -> None:
-    class StuckLink:
-        """Connects, then never finishes a write: the queue fills behind the first."""
-
-        def __init__(self) -> None:
-            self.prefix = "x:"
-
-        async def subscribe(self) -> None:
-            pass
-
-        async def live(self, provider_ids: object, *, at_most: int) -> list[Any]:
-            return []
-
-        async def write(self, record: object) -> bool:
-            await asyncio.Event().wait()
-            return True
-
-        async def ping(self) -> None:
-            pass
-
-        async def published(self) -> AsyncIterator[bytes]:
-            await asyncio.Event().wait()
-            yield b""
-
-        async def close(self) -> None:
-            pass
-
+    link = FakeLink([], stuck=True)  # connects, then never finishes a write: the queue fills behind
+    link.gate.set()
     text = routes(sims, {"backend": "redis", "url": "redis://127.0.0.1:1/0"})
-    sidecar = Sidecar(load_config_text(text, source="t", env={}), shared_link=lambda _: StuckLink())  # type: ignore[arg-type,return-value]
+    sidecar = Sidecar(load_config_text(text, source="t", env={}), shared_link=lambda _: link)  # type: ignore[arg-type,return-value]
     async with serve_sidecar(sidecar):
         await connected(sidecar)
         event = RateLimited("primary", "gpt-4o", 30.0, WaitSource.RETRY_AFTER, LimitReason.RATE_LIMIT)

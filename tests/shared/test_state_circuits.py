@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml
@@ -14,43 +13,10 @@ import yaml
 from sidecar.app import Sidecar
 from sidecar.config.loader import load_config_text
 from sidecar.shared import state as shared_state
-from sidecar.shared.merge import Record, SharedCircuit
+from sidecar.shared.merge import SharedCircuit
+from tests.shared.support import FakeLink
 
 TIMEOUT_S = 30.0
-
-
-class FakeLink:
-    """Connects once `gate` is set; records every write; `live` returns `held`. With `stuck`, the
-    first write never finishes, so the queue fills behind it."""
-
-    def __init__(self, held: list[Record], *, stuck: bool = False) -> None:
-        self.prefix = "x:"
-        self.gate = asyncio.Event()
-        self.held = held
-        self.stuck = stuck
-        self.written: list[Record] = []
-
-    async def subscribe(self) -> None:
-        await self.gate.wait()
-
-    async def live(self, provider_ids: object, *, at_most: int) -> list[Record]:
-        return self.held[:at_most]
-
-    async def write(self, record: Record) -> bool:
-        self.written.append(record)
-        if self.stuck:
-            await asyncio.Event().wait()
-        return True
-
-    async def ping(self) -> None:
-        pass
-
-    async def published(self) -> AsyncIterator[bytes]:
-        await asyncio.Event().wait()
-        yield b""
-
-    async def close(self) -> None:
-        pass
 
 
 def sidecar_on(link: FakeLink, *, failure_threshold: int = 5, table_size: int = 1000) -> Sidecar:
