@@ -68,7 +68,10 @@ class FastHttpSpans(HttpSpans):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.fast or self._shutdown:
             return super().export(spans)
-        from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
+        from opentelemetry.exporter.otlp.proto.http._common import (
+            RequestPayloadTooLargeError,
+            _is_request_too_large,
+        )
 
         with self._metrics.export_operation(len(spans)) as result:
             try:
@@ -83,6 +86,7 @@ class FastHttpSpans(HttpSpans):
                     len(data),
                     self._max_request_size,
                 )
+                result.error = RequestPayloadTooLargeError(f"{len(data)} bytes")
                 return SpanExportResult.FAILURE
             sent = self._client.export(data)
             if not sent.success:

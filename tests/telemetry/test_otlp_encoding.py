@@ -180,3 +180,24 @@ def test_any_attributes_encode_as_the_library_does(batches: list[dict[str, Any]]
     spans = [span(attributes=attributes, span_id=index + 1) for index, attributes in enumerate(batches)]
     same_as_library(spans, encoder)
     same_as_library(spans, encoder)
+
+
+def test_the_http_exporter_sends_the_fast_bytes_and_reports_what_it_could_not_send() -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from sidecar.telemetry.span_export import FastHttpSpans
+    from tests.telemetry.receivers import OtlpHttpReceiver
+
+    spans = [span(attributes={"n": 1})]
+    with OtlpHttpReceiver() as receiver:
+        exporter = FastHttpSpans(f"{receiver.endpoint}/v1/traces", None, 2.0)
+        assert exporter.fast, "the library still has what the fast path uses"
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert receiver.received.traces == [encode_spans(spans)]
+        limit, exporter._max_request_size = exporter._max_request_size, 10
+        assert exporter.export(spans) is SpanExportResult.FAILURE, "over the size limit: dropped"
+        exporter._max_request_size = limit
+        exporter.fast = False  # a library without those pieces: its own export runs
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert len(receiver.received.traces) == 2
+        exporter.shutdown()
