@@ -8,7 +8,8 @@ thing swapped, chosen by NAME:
 - ``aiohttp-quiet``: both of the above that help (aiohttp transport, no per-request log line);
 - ``aiohttp-gc``: the aiohttp transport with start-up objects frozen out of the cyclic GC (`gc.freeze`);
 - ``workers2``: two Detour processes sharing the port through SO_REUSEPORT, each with its own state;
-- ``gc-threshold``: Detour as shipped with the GC's youngest generation collected 14 times less often.
+- ``gc-threshold``: Detour as shipped with the GC's youngest generation collected 14 times less often;
+- ``no-gc``: Detour with the cyclic GC disabled (a measurement, not a setting to ship).
 
 The swap happens at run time, in this process only (the sidecar's code is not changed): the
 transport through `Sidecar`'s `transport_factory` argument, the logging through the logger's level.
@@ -179,13 +180,23 @@ def _two_workers() -> None:
 
 def _gc_threshold() -> None:
     """The youngest generation collected every 10,000 allocations instead of 700 (fewer, larger
-    collections), the older ones as Python does."""
+    collections), the older ones as Python does; `BENCH_GC_THRESHOLD=a,b,c` sets all three."""
+    import gc
+    import os
+
+    thresholds = os.environ.get("BENCH_GC_THRESHOLD", "10000,10,10")
+    gc.set_threshold(*(int(part) for part in thresholds.split(",")))
+
+
+def _no_gc() -> None:
+    """No cyclic GC at all (reference counting only): what the collector costs, by its absence."""
     import gc
 
-    gc.set_threshold(10_000, 10, 10)
+    gc.disable()
 
 
 SETUPS: dict[str, Callable[[], None]] = {
+    "no-gc": _no_gc,
     "gc-threshold": _gc_threshold,
     "workers2": _two_workers,
     "quiet-httpx": _quiet,

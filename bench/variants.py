@@ -18,6 +18,7 @@ STACKS: dict[str, Sequence[str] | None] = {
     "aiohttp-gc": ["-m", "bench.stacks", "aiohttp-gc"],
     "workers2": ["-m", "bench.stacks", "workers2"],
     "gc-threshold": ["-m", "bench.stacks", "gc-threshold"],
+    "no-gc": ["-m", "bench.stacks", "no-gc"],
     "floor-aiohttp": ["-m", "bench.forwarder", "aiohttp"],
     "floor-httpx-aiohttp": ["-m", "bench.forwarder", "httpx-aiohttp"],
 }
@@ -28,11 +29,14 @@ STACKS: dict[str, Sequence[str] | None] = {
 MODIFIERS: dict[str, dict[str, str]] = {
     "otel": {},
     "sample10": {"DETOUR_TRACES_SUCCESS_RATIO": "0.1"},
+    "sample0": {"DETOUR_TRACES_SUCCESS_RATIO": "0"},
+    "sampleoff": {"OTEL_TRACES_SAMPLER": "always_off"},
     "nofreeze": {"DETOUR_GC_FREEZE": "0"},
     "notraces": {"OTEL_TRACES_EXPORTER": "none"},
     "nometrics": {"OTEL_METRICS_EXPORTER": "none"},
     "batch128": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},  # the SDK's default is 512
     "switch5": {"DETOUR_SWITCH_INTERVAL_MS": "5"},  # Python's default
+    "gc50k": {"BENCH_GC_THRESHOLD": "50000,20,100"},  # with the gc-threshold stack
 }
 
 
