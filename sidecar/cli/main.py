@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--switch-interval-ms",
-        type=float,
-        default=float(os.environ.get("DETOUR_SWITCH_INTERVAL_MS") or 1.0),
+        type=_milliseconds_or_off,
+        default=os.environ.get("DETOUR_SWITCH_INTERVAL_MS") or "1",  # a string default goes through `type`
         metavar="MS",
         help="how long a thread (the telemetry exporter's) may hold the interpreter before the event "
         "loop gets it back (default 1; Python's own is 5; env DETOUR_SWITCH_INTERVAL_MS; "
@@ -279,6 +279,17 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _milliseconds_or_off(text: str) -> float:
+    """An argparse type: a positive number of milliseconds, or 0 for "leave Python's own"."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds (0: off), got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected milliseconds (0: off), got {text!r}")
     return value
 
 

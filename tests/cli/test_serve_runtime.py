@@ -44,3 +44,14 @@ def test_freezing_moves_every_live_object_out_of_the_collectors_reach() -> None:
     assert before == 0
     assert frozen > 10_000, "start-up objects (modules, functions) are frozen"
     assert tracked < 100, "and nothing is left for the next collection to walk"
+
+
+@pytest.mark.parametrize("text", ["fast", "-1", "inf"])
+def test_a_switch_interval_that_is_not_milliseconds_is_a_usage_error(
+    text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DETOUR_SWITCH_INTERVAL_MS", text)  # from the environment too, not a traceback
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--config", "r.yaml"])
+    assert exited.value.code == 2
+    assert "--switch-interval-ms: expected milliseconds (0: off)" in capsys.readouterr().err
