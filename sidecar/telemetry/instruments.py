@@ -17,6 +17,8 @@ from sidecar.routing.events import FailedOver, RateLimited, Served
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+    from sidecar.telemetry.aggregation import Aggregation
+
 OTHER = "_OTHER"
 MAX_MODEL_VALUES = 100
 
@@ -54,27 +56,30 @@ class BoundedValues:
 
 
 class Instruments:
-    def __init__(self, meter: Meter) -> None:
+    """The synchronous instruments are `aggregation`'s (recorded on the request path, so they must be
+    cheap: telemetry/aggregation.py); the observable ones are the SDK meter's."""
+
+    def __init__(self, meter: Meter, aggregation: Aggregation) -> None:
         self.request_model = BoundedValues()
         self.response_model = BoundedValues()
         self.limited_model = BoundedValues()
         self._active: ActiveLimits | None = None
         self._shared: SharedStateTotals | None = None
-        self.rate_limit_events = meter.create_counter(
+        self.rate_limit_events = aggregation.counter(
             "detour.rate_limit.events", "{event}", "Upstream answers that rate-limited a candidate (429)."
         )
-        self.alternatives_used = meter.create_counter(
+        self.alternatives_used = aggregation.counter(
             "detour.rate_limit.alternatives_used",
             "{request}",
             "Requests answered by a provider other than the rule's first choice.",
         )
-        self.backoff = meter.create_histogram(
+        self.backoff = aggregation.histogram(
             "detour.rate_limit.backoff",
             "s",
             "The wait applied to a rate-limited candidate (0: skipped for this request only).",
-            explicit_bucket_boundaries_advisory=BACKOFF_BUCKETS,
+            bounds=BACKOFF_BUCKETS,
         )
-        self.failovers = meter.create_counter(
+        self.failovers = aggregation.counter(
             "detour.failovers", "{failover}", "Moves to the next candidate within one request."
         )
         meter.create_observable_gauge(
@@ -95,23 +100,23 @@ class Instruments:
             "1",
             "1 while the shared state's Redis is connected, else 0.",
         )
-        self.duration = meter.create_histogram(
+        self.duration = aggregation.histogram(
             "gen_ai.client.operation.duration",
             "s",
             "GenAI operation duration (one upstream attempt; a stream until its end).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            bounds=DURATION_BUCKETS,
         )
-        self.token_usage = meter.create_histogram(
+        self.token_usage = aggregation.histogram(
             "gen_ai.client.token.usage",
             "{token}",
             "Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            bounds=TOKEN_BUCKETS,
         )
-        self.time_to_first_chunk = meter.create_histogram(
+        self.time_to_first_chunk = aggregation.histogram(
             "gen_ai.client.operation.time_to_first_chunk",
             "s",
             "Time to receive the first chunk of a streaming answer.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            bounds=DURATION_BUCKETS,
         )
 
     def watch_limits(self, active: ActiveLimits) -> None:

@@ -104,6 +104,7 @@ def start_telemetry(
         _tracer_provider(settings, resource, span_exporters) if traces_on else (None, None)
     )
     meter_provider = None
+    aggregation = None
     scrape_server = None
     readers = list(metric_readers)
     if settings.metrics is not None:
@@ -113,6 +114,13 @@ def start_telemetry(
         readers.append(reader)
     if readers:
         from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        from sidecar.telemetry.aggregation import Aggregation
+
+        aggregation = Aggregation(InstrumentationScope(SCOPE, _version()), resource)
+        for reader in readers:
+            aggregation.attach(reader)
 
         # No exemplars: measurements are taken after the request, outside any span's context, and
         # the exemplar bookkeeping would cost each measurement a third more.
@@ -126,7 +134,9 @@ def start_telemetry(
 
     tracing = DetourTracing(
         spans,
-        Instruments(meter_provider.get_meter(SCOPE, _version())) if meter_provider is not None else None,
+        Instruments(meter_provider.get_meter(SCOPE, _version()), aggregation)
+        if meter_provider is not None and aggregation is not None
+        else None,
         capture_content=settings.capture_content,
     )
     telemetry = Telemetry(tracing, tracer_provider, meter_provider, scrape_server)
