@@ -32,10 +32,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sidecar.dialects import Dialect
 from sidecar.routing.events import FailedOver, RateLimited
+from sidecar.telemetry.spans import remote_parent
 from sidecar.telemetry.usage import AnswerFacts, read_answer, read_event
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.trace import SpanContext
 
     from sidecar.dialects.sse import SseEvent
@@ -110,7 +110,7 @@ def start_server_span(spans: SpanStarter | None, name: str, headers: ClientHeade
             carrier = {"traceparent": headers.traceparent}
             if headers.tracestate is not None:
                 carrier["tracestate"] = headers.tracestate
-            parent = _propagator.extract(carrier)
+            parent = remote_parent(_propagator.extract(carrier))
         return spans.start(name, SpanKind.SERVER, parent)
     except Exception:
         log.exception("could not start the server span of %s; it goes on untraced", name)
@@ -120,13 +120,12 @@ def start_server_span(spans: SpanStarter | None, name: str, headers: ClientHeade
 class RequestSpan:
     """`RequestTrace` for one inbound request."""
 
-    __slots__ = ("_attempts", "_body", "_events", "_owner", "_parent", "_path", "_served", "model", "span")
+    __slots__ = ("_attempts", "_body", "_events", "_owner", "_path", "_served", "model", "span")
 
     def __init__(self, owner: DetourTracing, span: OpenSpan | None, path: str) -> None:
         self._owner = owner
         self._path = path
         self.span = span  # the parent of the attempts' spans, recording or not (sampled out)
-        self._parent: Context | None = None  # the attempts' parent context, made for the first
         self._attempts: list[AttemptSpan] = []
         self._events: list[tuple[int, RateLimited | FailedOver, AttemptSpan | None]] = []
         self._body: dict[str, Any] | None = None
@@ -154,11 +153,9 @@ class RequestSpan:
     def on_served(self, event: Served) -> None:
         self._served = event
 
-    def parent_context(self) -> Context | None:
-        """The context the attempts' spans start in (their sampler's view of this request's span)."""
-        if self._parent is None and self.span is not None:
-            self._parent = self.span.as_parent()
-        return self._parent
+    def parent_context(self) -> SpanContext | None:
+        """What the attempts' spans are children of: this request's span, recording or not."""
+        return self.span.context if self.span is not None else None
 
     @_guarded
     def end(self, status: int | None) -> None:
@@ -279,11 +276,15 @@ class AttemptSpan:
 
     @_guarded
     def response_answer(self, answer: dict[str, Any]) -> None:
+        if self.span is None and self._request._owner.instruments is None:
+            return  # sampled out and no metrics: nothing would read the answer's facts
         keep = self._request._owner.capture_content
         read_answer(self._client.dialect, answer, self._facts, keep_output=keep)
 
     @_guarded
     def stream_event(self, event: SseEvent) -> None:
+        if self.span is None and self._request._owner.instruments is None:
+            return
         read_event(self._client.dialect, event, self._facts)
 
     def end(self, status: int | None, error_type: str | None) -> None:
@@ -306,10 +307,13 @@ class AttemptSpan:
         assert self._ended is not None
         ended_at, end_ns = self._ended
         status, error_type = self._outcome
-        base = self._base_attributes()
-        if self.span is not None and export:
-            self._finish_span(self.span, base, status, error_type, end_ns)
+        finish = self.span is not None and export
         instruments = self._request._owner.instruments
+        if not finish and instruments is None:
+            return  # left out or sampled out, and no metrics
+        base = self._base_attributes()
+        if finish and self.span is not None:
+            self._finish_span(self.span, base, status, error_type, end_ns)
         if instruments is None:
             return
         facts = self._facts
