@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind as _SpanKind
+from opentelemetry.trace import StatusCode as _StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -49,6 +53,9 @@ _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 # SpanKind INTERNAL=0 … CONSUMER=4 are OTLP's SPAN_KIND_INTERNAL=1 … SPAN_KIND_CONSUMER=5.
 _KINDS = tuple(bytes((_SPAN_KIND, kind + 1)) for kind in range(5))
+_SERVER, _CLIENT = _KINDS[1], _KINDS[2]  # SpanKind.SERVER.value == 1, CLIENT 2
+_PLAIN_MAPPINGS = (dict, MappingProxyType, type(None))
+_PLAIN = (list, tuple)
 _UNSET_STATUS = bytes((_SPAN_STATUS, 0))  # always present, empty when unset
 _LOCAL_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE)
 _REMOTE_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
@@ -108,9 +115,12 @@ def _key_value(key: str, value: Any) -> bytes:
 class SpanEncoder:
     """Encodes batches of finished spans; one per exporter (its cache is used by one thread)."""
 
-    __slots__ = ("_attributes", "_resources", "_scopes")
+    __slots__ = ("_attributes", "_plain_span", "_resources", "_scopes")
 
     def __init__(self) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan
+
+        self._plain_span = ReadableSpan  # exactly this class: its fields are read directly
         self._attributes: dict[tuple[int, str, type, Any, Any], bytes] = {}
         # Encoded once, keyed by identity (the library groups by equality, which hashes a
         # resource's attributes as JSON for every span); each entry keeps its object alive, so
@@ -199,39 +209,63 @@ class SpanEncoder:
         return cached
 
     def _span(self, span: ReadableSpan) -> bytes:
-        context = span.context
+        (context, parent, name, kind, start, end, attributes, dropped_attributes,
+         events, dropped_events, links, dropped_links, status) = self._fields(span)  # fmt: skip
         assert context is not None  # a finished span always has one
         parts = [_ids(context.trace_id, context.span_id)]
         if context.trace_state:
             state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
             parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
-        parent = span.parent
         if parent is not None:
             parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-        parts.append(self._name(span.name))
-        parts.append(_KINDS[span.kind.value])
-        if span.start_time:
-            parts.append(bytes((_SPAN_START,)) + _FIXED64.pack(span.start_time))
-        if span.end_time:
-            parts.append(bytes((_SPAN_END,)) + _FIXED64.pack(span.end_time))
-        parts.append(self._attributes_of(_SPAN_ATTRIBUTES, span.attributes))
-        if span.dropped_attributes:
-            parts.append(bytes((_SPAN_DROPPED_ATTRIBUTES,)) + _varint(span.dropped_attributes))
-        for event in span.events:
+        parts.append(self._name(name))
+        parts.append(
+            _SERVER
+            if kind is _SpanKind.SERVER
+            else _CLIENT
+            if kind is _SpanKind.CLIENT
+            else _KINDS[kind.value]
+        )
+        if start:
+            parts.append(bytes((_SPAN_START,)) + _FIXED64.pack(start))
+        if end:
+            parts.append(bytes((_SPAN_END,)) + _FIXED64.pack(end))
+        parts.append(self._attributes_of(_SPAN_ATTRIBUTES, attributes))
+        if dropped_attributes:
+            parts.append(bytes((_SPAN_DROPPED_ATTRIBUTES,)) + _varint(dropped_attributes))
+        for event in events:
             parts.append(_field(_SPAN_EVENTS, self._event(event)))
-        if span.dropped_events:
-            parts.append(bytes((_SPAN_DROPPED_EVENTS,)) + _varint(span.dropped_events))
-        for link in span.links:
+        if dropped_events:
+            parts.append(bytes((_SPAN_DROPPED_EVENTS,)) + _varint(dropped_events))
+        for link in links:
             parts.append(_field(_SPAN_LINKS, self._link(link)))
-        if span.dropped_links:
-            parts.append(bytes((_SPAN_DROPPED_LINKS,)) + _varint(span.dropped_links))
-        status = span.status
-        if status.status_code.value == 0 and not status.description:
+        if dropped_links:
+            parts.append(bytes((_SPAN_DROPPED_LINKS,)) + _varint(dropped_links))
+        if _is_unset(status):
             parts.append(_UNSET_STATUS)
         else:
             parts.append(_field(_SPAN_STATUS, _status(status)))
         parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
         return b"".join(parts)
+
+    def _fields(self, span: ReadableSpan) -> tuple[Any, ...]:
+        """What `_span` writes. A `ReadableSpan` itself (what Detour builds) is read from its
+        fields: its properties copy the attributes, events and links on every access and cost a
+        fifth of the exporter thread's time. Anything else — a subclass, bounded containers whose
+        dropped counts matter, a later SDK with other fields — is read through the properties."""
+        if type(span) is self._plain_span:
+            fields = span.__dict__
+            try:
+                attributes, events, links = fields["_attributes"], fields["_events"], fields["_links"]
+                if type(attributes) in _PLAIN_MAPPINGS and type(events) in _PLAIN and type(links) in _PLAIN:
+                    return (fields["_context"], fields["_parent"], fields["_name"], fields["_kind"],
+                            fields["_start_time"], fields["_end_time"], attributes, 0, events, 0, links, 0,
+                            fields["_status"])  # fmt: skip
+            except KeyError:
+                pass
+        return (span.context, span.parent, span.name, span.kind, span.start_time, span.end_time,
+                span.attributes, span.dropped_attributes, span.events, span.dropped_events, span.links,
+                span.dropped_links, span.status)  # fmt: skip
 
     def _event(self, event: Event) -> bytes:
         body = bytes((_EVENT_TIME,)) + _FIXED64.pack(event.timestamp) if event.timestamp else b""
@@ -255,6 +289,15 @@ class SpanEncoder:
 def _ids(trace_id: int, span_id: int) -> bytes:
     """Fields 1 and 2 of a span and of a link: the 16-byte trace id and the 8-byte span id."""
     return b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")
+
+
+def _is_unset(status: Any) -> bool:
+    """An unset status without a description, read from its fields when it has them (the
+    properties, and the enum's `value`, are Python calls)."""
+    fields = getattr(status, "__dict__", None)
+    if fields is not None and "_status_code" in fields:
+        return fields["_status_code"] is _StatusCode.UNSET and not fields.get("_description")
+    return bool(status.status_code.value == 0 and not status.description)
 
 
 def _status(status: Any) -> bytes:
