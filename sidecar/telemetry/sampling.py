@@ -31,7 +31,7 @@ class KeepEvidence(Sampler):
 
     def __init__(self, success_ratio: float) -> None:
         self.success_ratio = success_ratio
-        self._bound = TraceIdRatioBased.get_bound_for_rate(success_ratio)
+        self.bound = TraceIdRatioBased.get_bound_for_rate(success_ratio)  # SpanStarter decides with it too
 
     def should_sample(
         self,
@@ -47,7 +47,7 @@ class KeepEvidence(Sampler):
         if parent.is_valid:
             sampled = parent.trace_flags.sampled  # the caller's choice (or the request span's, for attempts)
         else:
-            sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self._bound
+            sampled = trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self.bound
         decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY
         return SamplingResult(decision, None, parent.trace_state if parent.is_valid else None)
 

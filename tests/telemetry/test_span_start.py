@@ -1,21 +1,26 @@
-"""Starting a span under the default sampler skips the sampler's calls: it must decide exactly as
-the sampler would, for every kind of parent."""
+"""Starting a span under the default sampler or `KeepEvidence` skips the sampler's calls: it must
+decide exactly as the sampler would, for every kind of parent and for root spans on either side of
+the ratio's bound."""
 
 from __future__ import annotations
 
 import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
 from opentelemetry.trace.span import TraceState
 
 from sidecar.telemetry.runtime import _sampler
+from sidecar.telemetry.sampling import KeepEvidence
 from sidecar.telemetry.settings import TelemetrySettings
-from sidecar.telemetry.spans import SpanStarter, _is_default_sampler, remote_parent
+from sidecar.telemetry.spans import SpanStarter, inline_decision, remote_parent
 
 STATE = TraceState([("vendor", "value")])
+LOW_TRACE_ID = 0x4BF92F3577B34DA6_0000000000000001  # lower 64 bits tiny: under any ratio's bound
+HIGH_TRACE_ID = 0x4BF92F3577B34DA6_FFFFFFFFFFFFFFF0  # lower 64 bits near the top: over 0.5's bound
 
 
 def _parent(*, remote: bool, sampled: bool, valid: bool = True) -> Context:
@@ -37,42 +42,66 @@ PARENTS = {
     "local not sampled": _parent(remote=False, sampled=False),
     "invalid": _parent(remote=True, sampled=True, valid=False),
 }
+SAMPLERS = {
+    "parentbased_always_on": ParentBased(ALWAYS_ON),
+    "success ratio 0.5": KeepEvidence(0.5),
+    "success ratio 0": KeepEvidence(0.0),
+}
+
+
+class FixedTraceId(RandomIdGenerator):
+    def __init__(self, trace_id: int) -> None:
+        self.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        return self.trace_id
+
+
+def _starter(sampler: Sampler, trace_id: int, *, inline: bool) -> SpanStarter:
+    provider = TracerProvider(sampler=sampler, id_generator=FixedTraceId(trace_id), shutdown_on_exit=False)
+    starter = SpanStarter(provider, SynchronousMultiSpanProcessor(), InstrumentationScope("t"))
+    if not inline:
+        starter._inline = None
+    return starter
 
 
 def _valid(parent: Context | None) -> SpanContext | None:
     return remote_parent(parent) if parent is not None else None
 
 
-def _starter(sampler: object, *, shortcut: bool) -> SpanStarter:
-    provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)  # type: ignore[arg-type]
-    starter = SpanStarter(provider, SynchronousMultiSpanProcessor(), InstrumentationScope("t"))
-    starter._follows_parent = shortcut
-    return starter
-
-
+@pytest.mark.parametrize("trace_id", [LOW_TRACE_ID, HIGH_TRACE_ID], ids=["low id", "high id"])
+@pytest.mark.parametrize("sampler", SAMPLERS.values(), ids=SAMPLERS.keys())
 @pytest.mark.parametrize("parent", PARENTS.values(), ids=PARENTS.keys())
-def test_the_shortcut_decides_as_the_default_sampler_does(parent: Context | None) -> None:
-    sampler = ParentBased(ALWAYS_ON)
-    fast = _starter(sampler, shortcut=True).start("s", SpanKind.CLIENT, _valid(parent))
-    slow = _starter(sampler, shortcut=False).start("s", SpanKind.CLIENT, _valid(parent))
+def test_the_inline_decision_is_the_samplers(parent: Context | None, sampler: Sampler, trace_id: int) -> None:
+    fast = _starter(sampler, trace_id, inline=True).start("s", SpanKind.CLIENT, _valid(parent))
+    slow = _starter(sampler, trace_id, inline=False).start("s", SpanKind.CLIENT, _valid(parent))
     assert fast.recording == slow.recording
     assert fast.context.trace_flags == slow.context.trace_flags
     assert fast.context.trace_state == slow.context.trace_state
-    assert fast.context.trace_id == slow.context.trace_id or parent is None or parent is PARENTS["invalid"]
+    assert fast.context.trace_id == slow.context.trace_id
     assert fast.parent == slow.parent
     assert not fast.sampler_attributes
     assert not slow.sampler_attributes
 
 
-def test_only_the_default_sampler_takes_the_shortcut() -> None:
-    assert _is_default_sampler(_sampler(TelemetrySettings()))
-    assert _is_default_sampler(ParentBased(ALWAYS_ON))
+def test_both_sides_of_the_bound_are_exercised() -> None:
+    # Otherwise the comparison above could pass with the ratio never deciding anything.
+    decisions = {
+        trace_id: _starter(KeepEvidence(0.5), trace_id, inline=True).start("s", SpanKind.SERVER, None).sampled
+        for trace_id in (LOW_TRACE_ID, HIGH_TRACE_ID)
+    }
+    assert decisions == {LOW_TRACE_ID: True, HIGH_TRACE_ID: False}
+
+
+def test_only_the_default_sampler_and_keep_evidence_are_decided_inline() -> None:
+    every_root = TraceIdRatioBased.get_bound_for_rate(1.0)
+    assert inline_decision(_sampler(TelemetrySettings())) == (False, every_root)
+    assert inline_decision(_sampler(TelemetrySettings(success_ratio=0.5))) == (True, KeepEvidence(0.5).bound)
     for other in (
         ALWAYS_ON,
         ParentBased(ALWAYS_OFF),
         ParentBased(TraceIdRatioBased(0.5)),
         ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
-        _sampler(TelemetrySettings(success_ratio=0.5)),
         _sampler(TelemetrySettings(sampler="traceidratio", sampler_arg="0.5")),
     ):
-        assert not _is_default_sampler(other), other
+        assert inline_decision(other) is None, other
