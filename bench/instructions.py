@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import http.client
 import os
 import pathlib
@@ -29,11 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 from bench.otlp_sink import OtlpSink
-from bench.procs import HOST, ROOT, detour_config, free_port, stop_process, upstream
+from bench.procs import HOST, ROOT, detour_config, free_port, stop_process, upstream, wait_ready
 from bench.variants import command_for, split_stack
 
 BODY = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}'
@@ -70,8 +67,8 @@ def count(
     with (work / f"{stack}.log").open("wb") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env={**_environ(), **env}, stdout=log, stderr=log)
     try:
-        url = f"http://{HOST}:{port}"
-        _wait_ready(url, process)
+        # Start-up under valgrind takes seconds, not the fraction of a second `wait_ready` expects.
+        wait_ready(f"http://{HOST}:{port}/readyz", process, time.perf_counter(), timeout_s=300)
         _post(port, warmup, connections)
         subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], check=True, capture_output=True)
         _post(port, requests, connections)
@@ -79,7 +76,7 @@ def count(
     finally:
         stop_process(process)
     dumps = sorted(work.glob(f"callgrind.{stack}.1-*"))  # the --dump, one file per thread
-    return [_total(dump) for dump in dumps if _total(dump)]
+    return [total for total in map(_total, dumps) if total]
 
 
 def _environ() -> dict[str, str]:
@@ -109,21 +106,6 @@ def _post_on_one(port: int, times: int) -> None:
                 raise RuntimeError(f"Detour answered {response.status}")
     finally:
         connection.close()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Detour exited under valgrind (code {process.returncode})")
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(f"{url}/readyz", timeout=5) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.5)
-    raise RuntimeError("Detour was not ready under valgrind")
 
 
 def _total(dump: pathlib.Path) -> int:
