@@ -53,6 +53,17 @@ Attributes = Mapping[str, Any]
 Key = frozenset[tuple[str, Any]]
 
 
+class Series:
+    """An attribute set with its table key computed once, for measurements whose attributes repeat
+    (an upstream attempt's: telemetry/attempt_attributes.py). The attributes must not change."""
+
+    __slots__ = ("attributes", "key")
+
+    def __init__(self, attributes: Attributes) -> None:
+        self.attributes = attributes
+        self.key: Key = frozenset(attributes.items())
+
+
 class _Cell:
     """One attribute set's running totals. A counter uses `total` only."""
 
@@ -85,9 +96,8 @@ class _Instrument:
         self.description = description
         self._cells: dict[Key, _Cell] = {}  # since the last collection; swapped out by it
 
-    def _cell(self, attributes: Attributes, buckets: int) -> _Cell:
-        """The cell of `attributes` (held under the aggregation's lock)."""
-        key = frozenset(attributes.items())
+    def _cell(self, key: Key, attributes: Attributes, buckets: int) -> _Cell:
+        """The cell of `attributes`, whose key is `key` (held under the aggregation's lock)."""
         cell = self._cells.get(key)
         if cell is None:
             if len(self._cells) >= CARDINALITY_LIMIT:
@@ -116,7 +126,7 @@ class AggregatedCounter(_Instrument):
 
     def add(self, amount: int | float, attributes: Attributes) -> None:
         with self._aggregation.lock:
-            self._cell(attributes, 0).total += amount
+            self._cell(frozenset(attributes.items()), attributes, 0).total += amount
 
     def data(self, points: Sequence[Any], temporality: AggregationTemporality) -> Sum:
         return Sum(data_points=points, aggregation_temporality=temporality, is_monotonic=True)
@@ -140,8 +150,15 @@ class AggregatedHistogram(_Instrument):
         self.bounds = tuple(bounds)
 
     def record(self, value: int | float, attributes: Attributes) -> None:
+        self._record(value, frozenset(attributes.items()), attributes)
+
+    def record_series(self, value: int | float, series: Series) -> None:
+        """`record`, for attributes whose key was computed before."""
+        self._record(value, series.key, series.attributes)
+
+    def _record(self, value: int | float, key: Key, attributes: Attributes) -> None:
         with self._aggregation.lock:
-            cell = self._cell(attributes, len(self.bounds) + 1)
+            cell = self._cells.get(key) or self._cell(key, attributes, len(self.bounds) + 1)
             cell.total += value
             if value < cell.minimum:
                 cell.minimum = value

@@ -30,14 +30,13 @@ from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sidecar.dialects import Dialect
 from sidecar.routing.events import FailedOver, RateLimited
+from sidecar.telemetry.attempt_attributes import OPERATION, AttemptAttributes
 from sidecar.telemetry.spans import remote_parent
 from sidecar.telemetry.usage import AnswerFacts, read_answer, read_event
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import SpanContext
-
+    from sidecar.dialects import Dialect
     from sidecar.dialects.sse import SseEvent
     from sidecar.providers.client import ClientHeaders, ProviderClient
     from sidecar.routing.events import Served
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("detour.telemetry")
 
-OPERATION = "chat"  # both /v1/chat/completions and /v1/messages are GenAI "chat" operations
-_PROVIDER_NAMES = {Dialect.OPENAI: "openai", Dialect.ANTHROPIC: "anthropic"}
 _propagator = TraceContextTextMapPropagator()
 _CANCELLED = Status(StatusCode.ERROR, "no response was sent")
 _ERROR = Status(StatusCode.ERROR)
@@ -86,6 +83,7 @@ class DetourTracing:
         self.spans = spans
         self.instruments = instruments
         self.capture_content = capture_content
+        self.attempt_attributes = AttemptAttributes(instruments)
 
     def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestSpan:
         """Always returns a trace (the ingress ends it); without a span if starting one failed."""
@@ -152,10 +150,6 @@ class RequestSpan:
 
     def on_served(self, event: Served) -> None:
         self._served = event
-
-    def parent_context(self) -> SpanContext | None:
-        """What the attempts' spans are children of: this request's span, recording or not."""
-        return self.span.context if self.span is not None else None
 
     @_guarded
     def end(self, status: int | None) -> None:
@@ -264,8 +258,9 @@ class AttemptSpan:
         self.upstream_headers: Sequence[tuple[str, str]] = ()
         spans = request._owner.spans
         if spans is not None:
-            span = spans.start(f"{OPERATION} {candidate.model}", SpanKind.CLIENT, request.parent_context())
-            self.upstream_headers = _trace_headers(span.context)
+            # A child of the request's span, recording or not (sampled out).
+            span = spans.start(f"{OPERATION} {candidate.model}", SpanKind.CLIENT, request.span)
+            self.upstream_headers = span.trace_headers()
             if span.recording:
                 self.span = span
 
@@ -311,43 +306,31 @@ class AttemptSpan:
         instruments = self._request._owner.instruments
         if not finish and instruments is None:
             return  # left out or sampled out, and no metrics
-        base = self._base_attributes()
+        kinds = self._request._owner.attempt_attributes
         if finish and self.span is not None:
-            self._finish_span(self.span, base, status, error_type, end_ns)
+            self._finish_span(self.span, kinds, status, error_type, end_ns)
         if instruments is None:
             return
         facts = self._facts
-        attributes = dict(base)
-        attributes["gen_ai.request.model"] = instruments.request_model(self._candidate.model)
-        if facts.model is not None:
-            attributes["gen_ai.response.model"] = instruments.response_model(facts.model)
-        if error_type is not None:
-            attributes["error.type"] = error_type
-        instruments.duration.record(ended_at - self._started, attributes)
+        series = kinds.metrics(self._client, self._candidate, facts.model, error_type)
+        instruments.duration.record_series(ended_at - self._started, series.duration)
         if self.stream and self._chunk_at is not None:
-            instruments.time_to_first_chunk.record(self._chunk_at - self._started, attributes)
+            instruments.time_to_first_chunk.record_series(self._chunk_at - self._started, series.duration)
         if facts.input_tokens is not None:
-            instruments.token_usage.record(facts.input_tokens, {**attributes, "gen_ai.token.type": "input"})
+            instruments.token_usage.record_series(facts.input_tokens, series.input_tokens)
         if facts.output_tokens is not None:
-            instruments.token_usage.record(facts.output_tokens, {**attributes, "gen_ai.token.type": "output"})
-
-    def _base_attributes(self) -> dict[str, Any]:
-        """The attributes spans and metrics share (GenAI conventions, plus Detour's provider id)."""
-        host, port = self._client.address
-        return {
-            "gen_ai.operation.name": OPERATION,
-            "gen_ai.provider.name": _PROVIDER_NAMES.get(self._client.dialect, str(self._client.dialect)),
-            "gen_ai.request.model": self._candidate.model,
-            "server.address": host,
-            "server.port": port,
-            "detour.provider": self._candidate.provider_id,  # bounded by the config
-        }
+            instruments.token_usage.record_series(facts.output_tokens, series.output_tokens)
 
     def _finish_span(
-        self, span: OpenSpan, base: dict[str, Any], status: int | None, error_type: str | None, end_ns: int
+        self,
+        span: OpenSpan,
+        kinds: AttemptAttributes,
+        status: int | None,
+        error_type: str | None,
+        end_ns: int,
     ) -> None:
         facts = self._facts
-        attributes = {**base, "detour.role": self._candidate.role.value}
+        attributes = dict(kinds.span(self._client, self._candidate))
         if status is not None:
             attributes["http.response.status_code"] = status
         if facts.model is not None:
@@ -368,18 +351,6 @@ class AttemptSpan:
             attributes["error.type"] = error_type
             outcome = Status(StatusCode.ERROR, error_type)
         span.finish(attributes, self.events, outcome, end_ns)
-
-
-def _trace_headers(context: SpanContext) -> Sequence[tuple[str, str]]:
-    """The W3C trace context of a span, for the upstream request it stands for."""
-    if not context.is_valid:
-        return ()
-    headers = [
-        ("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}")
-    ]
-    if context.trace_state:
-        headers.append(("tracestate", context.trace_state.to_header()))
-    return headers
 
 
 def _json(value: object) -> str:

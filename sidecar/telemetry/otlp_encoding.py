@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanContext as _SpanContext
 from opentelemetry.trace import SpanKind as _SpanKind
 from opentelemetry.trace import StatusCode as _StatusCode
 
@@ -57,6 +58,9 @@ _SERVER, _CLIENT = _KINDS[1], _KINDS[2]  # SpanKind.SERVER.value == 1, CLIENT 2
 _PLAIN_MAPPINGS = (dict, MappingProxyType, type(None))
 _PLAIN = (list, tuple)
 _UNSET_STATUS = bytes((_SPAN_STATUS, 0))  # always present, empty when unset
+_TIMES = struct.Struct("<BQBQ")  # a span's start and end: tag, fixed64, tag, fixed64
+_TRACE_ID_TAG, _SPAN_ID_TAG = bytes((_SPAN_TRACE_ID, 16)), bytes((_SPAN_SPAN_ID, 8))
+_PARENT_ID_TAG = bytes((_SPAN_PARENT_ID, 8))
 _LOCAL_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE)
 _REMOTE_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
 CACHE_LIMIT = 4096  # encoded key/value pairs kept; Detour's spans use a few dozen
@@ -115,13 +119,17 @@ def _key_value(key: str, value: Any) -> bytes:
 class SpanEncoder:
     """Encodes batches of finished spans; one per exporter (its cache is used by one thread)."""
 
-    __slots__ = ("_attributes", "_plain_span", "_resources", "_scopes")
+    __slots__ = ("_attributes", "_cached", "_names", "_plain_span", "_resources", "_scopes")
 
     def __init__(self) -> None:
         from opentelemetry.sdk.trace import ReadableSpan
 
         self._plain_span = ReadableSpan  # exactly this class: its fields are read directly
-        self._attributes: dict[tuple[int, str, type, Any, Any], bytes] = {}
+        # Encoded key/value pairs: by field tag, key, the value's type, then the value (three
+        # lookups of one object each cost less than hashing and comparing a tuple of all four).
+        self._attributes: dict[int, dict[str, dict[type, dict[Any, bytes]]]] = {}
+        self._names: dict[str, bytes] = {}
+        self._cached = 0  # pairs in `_attributes`
         # Encoded once, keyed by identity (the library groups by equality, which hashes a
         # resource's attributes as JSON for every span); each entry keeps its object alive, so
         # its id is not reused while the entry exists.
@@ -132,20 +140,25 @@ class SpanEncoder:
         """The serialized `ExportTraceServiceRequest` of `spans`, grouped by resource, then scope,
         in the order they first appear (as the library does)."""
         groups: dict[int, dict[int, list[bytes]]] = {}
+        group: list[bytes] = []
+        last: tuple[object, object] | None = None  # Detour's spans share one resource and scope
         for span in spans:
             resource, scope = span.resource, span.instrumentation_scope or None
-            if id(resource) not in self._resources:
-                self._remember_resource(resource)
-            if id(scope) not in self._scopes:
-                self._remember_scope(scope)
-            groups.setdefault(id(resource), {}).setdefault(id(scope), []).append(self._span(span))
+            if last is None or resource is not last[0] or scope is not last[1]:
+                if id(resource) not in self._resources:
+                    self._remember_resource(resource)
+                if id(scope) not in self._scopes:
+                    self._remember_scope(scope)
+                group = groups.setdefault(id(resource), {}).setdefault(id(scope), [])
+                last = (resource, scope)
+            group.append(self._span(span))
         out = []
         for resource_id, scopes in groups.items():
             _, resource_part, resource_schema = self._resources[resource_id]
             scope_parts = []
             for scope_id, encoded in scopes.items():
                 _, scope_part, scope_schema = self._scopes[scope_id]
-                body = scope_part + b"".join([_field(_SS_SPANS, span) for span in encoded]) + scope_schema
+                body = scope_part + b"".join(encoded) + scope_schema
                 scope_parts.append(_field(_RS_SCOPE_SPANS, body))
             out.append(_field(_RESOURCE_SPANS, resource_part + b"".join(scope_parts) + resource_schema))
         if len(self._resources) > 16 or len(self._scopes) > 16:  # many providers (tests): don't hoard
@@ -180,44 +193,68 @@ class SpanEncoder:
         encoded differently (so a tuple's key holds its items' types too)."""
         if not attributes:
             return b""
-        cache = self._attributes
+        by_key = self._attributes.get(tag)
+        if by_key is None:
+            by_key = self._attributes[tag] = {}
         out = []
         for key, value in attributes.items():
             kind = type(value)
-            cache_key = (tag, key, kind, value, tuple(map(type, value)) if kind is tuple else None)
             try:
-                encoded = cache[cache_key]
-            except KeyError:
-                encoded = _field(tag, _key_value(key, value))
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[cache_key] = encoded
-            except TypeError:  # unhashable (a list, a dict, a tuple holding one): not cached
-                encoded = _field(tag, _key_value(key, value))
-            out.append(encoded)
+                out.append(by_key[key][kind][value if kind is not tuple else (value, *map(type, value))])
+            except (KeyError, TypeError):  # not seen yet, or unhashable (a list, a dict, ...)
+                out.append(self._remember(by_key, tag, key, kind, value))
         return b"".join(out)
+
+    def _remember(
+        self, by_key: dict[str, dict[type, dict[Any, bytes]]], tag: int, key: str, kind: type, value: Any
+    ) -> bytes:
+        encoded = _field(tag, _key_value(key, value))
+        # A tuple's items' types are part of its key too: (1,) == (1.0,) == (True,) in Python.
+        value_key = value if kind is not tuple else (value, *map(type, value))
+        try:
+            hash(value_key)
+        except TypeError:
+            return encoded  # unhashable: encoded every time, not cached
+        if self._cached >= CACHE_LIMIT:
+            for cached in self._attributes.values():
+                cached.clear()  # in place: callers hold these dicts
+            self._cached = 0
+        by_key.setdefault(key, {}).setdefault(kind, {})[value_key] = encoded
+        self._cached += 1
+        return encoded
 
     def _name(self, name: str) -> bytes:
         """The span's name field; names repeat (a route, `chat {model}`), so they are cached too."""
-        cache_key = (_SPAN_NAME, name, str, None, None)
-        cached = self._attributes.get(cache_key)
+        cached = self._names.get(name)
         if cached is None:
             cached = _field(_SPAN_NAME, name.encode()) if name else b""
-            if len(self._attributes) >= CACHE_LIMIT:
-                self._attributes.clear()
-            self._attributes[cache_key] = cached
+            if len(self._names) >= CACHE_LIMIT:
+                self._names.clear()
+            self._names[name] = cached
         return cached
 
     def _span(self, span: ReadableSpan) -> bytes:
+        """One `ScopeSpans.spans` field: tag, length and the span. The parts are joined once;
+        context fields are read as the tuple a `SpanContext` is (its properties are Python calls)."""
         (context, parent, name, kind, start, end, attributes, dropped_attributes,
          events, dropped_events, links, dropped_links, status) = self._fields(span)  # fmt: skip
         assert context is not None  # a finished span always has one
-        parts = [_ids(context.trace_id, context.span_id)]
-        if context.trace_state:
-            state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
+        if type(context) is _SpanContext:
+            trace_id, span_id, _, _, trace_state = context[:5]
+        else:
+            trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
+        parts = [b"", _TRACE_ID_TAG, trace_id.to_bytes(16, "big"), _SPAN_ID_TAG, span_id.to_bytes(8, "big")]
+        if trace_state:
+            state = ",".join(f"{k}={v}" for k, v in trace_state.items())
             parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
+        parent_is_remote = False
         if parent is not None:
-            parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+            if type(parent) is _SpanContext:
+                _, parent_id, parent_is_remote = parent[:3]
+            else:
+                parent_id, parent_is_remote = parent.span_id, parent.is_remote
+            parts.append(_PARENT_ID_TAG)
+            parts.append(parent_id.to_bytes(8, "big"))
         parts.append(self._name(name))
         parts.append(
             _SERVER
@@ -226,10 +263,13 @@ class SpanEncoder:
             if kind is _SpanKind.CLIENT
             else _KINDS[kind.value]
         )
-        if start:
-            parts.append(bytes((_SPAN_START,)) + _FIXED64.pack(start))
-        if end:
-            parts.append(bytes((_SPAN_END,)) + _FIXED64.pack(end))
+        if start and end:
+            parts.append(_TIMES.pack(_SPAN_START, start, _SPAN_END, end))
+        else:
+            if start:
+                parts.append(bytes((_SPAN_START,)) + _FIXED64.pack(start))
+            if end:
+                parts.append(bytes((_SPAN_END,)) + _FIXED64.pack(end))
         parts.append(self._attributes_of(_SPAN_ATTRIBUTES, attributes))
         if dropped_attributes:
             parts.append(bytes((_SPAN_DROPPED_ATTRIBUTES,)) + _varint(dropped_attributes))
@@ -245,7 +285,14 @@ class SpanEncoder:
             parts.append(_UNSET_STATUS)
         else:
             parts.append(_field(_SPAN_STATUS, _status(status)))
-        parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
+        parts.append(_REMOTE_PARENT if parent_is_remote else _LOCAL_PARENT)
+        size = sum(map(len, parts))
+        if size < 0x80:
+            parts[0] = bytes((_SS_SPANS, size))
+        elif size < 0x4000:  # most spans: a two-byte length
+            parts[0] = bytes((_SS_SPANS, (size & 0x7F) | 0x80, size >> 7))
+        else:
+            parts[0] = bytes((_SS_SPANS,)) + _varint(size)
         return b"".join(parts)
 
     def _fields(self, span: ReadableSpan) -> tuple[Any, ...]:

@@ -14,7 +14,7 @@ set; by default Detour's few attributes and events are far below them and are no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +36,12 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace.span import TraceState
 
 _UNSET = Status()
-_FLAGS = {  # (sampled, random trace id): the trace flags of a new span
-    (sampled, random): TraceFlags(
-        (TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random else 0)
-    )
-    for sampled in (False, True)
-    for random in (False, True)
-}
+_SAMPLED = TraceFlags.SAMPLED
+_RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
+_TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # sampled and random-trace-id bits
 _DEFAULT_LIMITS = (128, None, 128, None)
 _TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio rule looks at the lower 64 bits
 
@@ -52,8 +49,8 @@ _TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio rule looks at th
 class SpanStarter:
     """Created once at start-up from the `TracerProvider` and the processor it exports through."""
 
-    __slots__ = ("_bounded", "_ids", "_inline", "_limits", "_processor", "_resource", "_sampler",
-                 "_scope")  # fmt: skip
+    __slots__ = ("_bounded", "_emitters", "_ids", "_inline", "_limits", "_processor", "_processors",
+                 "_resource", "_sampler", "_scope")  # fmt: skip
 
     def __init__(
         self, provider: TracerProvider, processor: SpanProcessor, scope: InstrumentationScope
@@ -63,6 +60,8 @@ class SpanStarter:
         self._ids = provider.id_generator
         self._resource = provider.resource
         self._processor = processor
+        self._processors: object = None  # the processors `_emitters` was computed for
+        self._emitters: tuple[Callable[[ReadableSpan], None], ...] = ()
         self._scope = scope
         self._limits = SpanLimits()
         limits = self._limits
@@ -73,15 +72,19 @@ class SpanStarter:
             limits.max_attribute_length,
         ) != _DEFAULT_LIMITS
 
-    def start(self, name: str, kind: SpanKind, parent: SpanContext | None) -> OpenSpan:
+    def start(self, name: str, kind: SpanKind, parent: OpenSpan | SpanContext | None) -> OpenSpan:
         """What `Tracer.start_span` decides at the start: ids, sampling, trace flags and state.
-        `parent`: a valid span context (the client's, or the request's SERVER span's), or None."""
+        `parent`: the request's SERVER span (for an attempt), a valid span context (the client's),
+        or None."""
         if parent is None:
             trace_id = self._ids.generate_trace_id()
-            random_trace_id = self._ids.is_trace_id_random()
+            random_bit = _RANDOM_TRACE_ID if self._ids.is_trace_id_random() else 0
+        elif isinstance(parent, OpenSpan):  # read from its fields, not the context's properties
+            trace_id = parent.trace_id
+            random_bit = parent.flags & _RANDOM_TRACE_ID
         else:
             trace_id = parent.trace_id
-            random_trace_id = parent.trace_flags.random_trace_id
+            random_bit = parent.trace_flags & _RANDOM_TRACE_ID
         sampler_attributes: Mapping[str, Any] | None = None
         if self._inline is not None:
             # What Detour's two usual samplers decide, without their calls, contexts and result
@@ -91,25 +94,29 @@ class SpanStarter:
             if parent is None:
                 sampled = trace_id & _TRACE_ID_LIMIT < bound
                 trace_state = None
+            elif isinstance(parent, OpenSpan):
+                sampled = parent.flags & _SAMPLED == _SAMPLED
+                trace_state = parent.trace_state
             else:
                 sampled = parent.trace_flags.sampled
                 trace_state = parent.trace_state
             recording = record_all or sampled
         else:
-            in_context = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+            in_context = None
+            if parent is not None:
+                parent_context = parent.context if isinstance(parent, OpenSpan) else parent
+                in_context = set_span_in_context(NonRecordingSpan(parent_context))
             result = self._sampler.should_sample(in_context, trace_id, name, kind, None, ())
             sampled = result.decision.is_sampled()
             recording = result.decision.is_recording()
             trace_state = result.trace_state
             sampler_attributes = result.attributes
-        context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=_FLAGS[sampled, random_trace_id],
-            trace_state=trace_state,
+        flags = (_SAMPLED if sampled else 0) | random_bit
+        span_id = self._ids.generate_span_id()
+        starter = self if recording else None
+        return OpenSpan(
+            starter, name, kind, trace_id, span_id, flags, trace_state, parent, sampler_attributes
         )
-        return OpenSpan(self if recording else None, name, kind, context, parent, sampler_attributes)
 
     def _finish(
         self,
@@ -119,14 +126,15 @@ class SpanStarter:
         status: Status,
         end_ns: int | None,
     ) -> None:
-        context = span.context
-        if not context.trace_flags.sampled:  # recorded only, and kept for what happened (sampling.py)
+        if span.flags & _SAMPLED:
+            context = span.context
+        else:  # recorded only, and kept for what happened (sampling.py)
             context = SpanContext(
-                context.trace_id,
-                context.span_id,
+                span.trace_id,
+                span.span_id,
                 is_remote=False,
-                trace_flags=TraceFlags(context.trace_flags | TraceFlags.SAMPLED),
-                trace_state=context.trace_state,
+                trace_flags=_TRACE_FLAGS[span.flags | _SAMPLED],
+                trace_state=span.trace_state,
             )
         if span.sampler_attributes:
             attributes = {**span.sampler_attributes, **attributes}
@@ -146,7 +154,23 @@ class SpanStarter:
             end_time=end_ns if end_ns is not None else time_ns(),
             instrumentation_scope=self._scope,
         )
-        self._processor.on_end(readable)
+        emitters = self._emitters
+        if getattr(self._processor, "_span_processors", None) is not self._processors:
+            emitters = self._update_emitters()
+        for emit in emitters:
+            emit(readable)
+
+    def _update_emitters(self) -> tuple[Callable[[ReadableSpan], None], ...]:
+        """Where a finished span goes: each processor's `on_end` — for the SDK's
+        `BatchSpanProcessor`, straight to its queue. Its `on_end` only checks the sampled flag
+        first, which every span finished here has. Recomputed when processors are added."""
+        processors = getattr(self._processor, "_span_processors", None)
+        self._processors = processors
+        if processors is None:
+            self._emitters = (self._processor.on_end,)
+        else:
+            self._emitters = tuple(_emitter(processor) for processor in processors)
+        return self._emitters
 
     def _bound(self, attributes: dict[str, Any], events: Sequence[Event]) -> tuple[Any, Sequence[Event]]:
         """As the SDK's span would: only when limits were configured."""
@@ -174,26 +198,53 @@ class SpanStarter:
 
 
 class OpenSpan:
-    """A started span: its context now, its attributes and events when it is finished (once)."""
+    """A started span: its ids and flags now (its `SpanContext` built when first asked for), its
+    attributes and events when it is finished (once)."""
 
-    __slots__ = ("_starter", "context", "kind", "name", "parent", "sampler_attributes", "start_ns")
+    __slots__ = ("_context", "_parent", "_starter", "flags", "kind", "name", "sampler_attributes",
+                 "span_id", "start_ns", "trace_id", "trace_state")  # fmt: skip
 
     def __init__(
         self,
         starter: SpanStarter | None,
         name: str,
         kind: SpanKind,
-        context: SpanContext,
-        parent: SpanContext | None,
+        trace_id: int,
+        span_id: int,
+        flags: int,
+        trace_state: TraceState | None,
+        parent: OpenSpan | SpanContext | None,
         sampler_attributes: Mapping[str, Any] | None,
     ) -> None:
         self._starter = starter
         self.name = name
         self.kind = kind
-        self.context = context
-        self.parent = parent
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags  # the W3C trace flags: sampled (1), random trace id (2)
+        self.trace_state = trace_state
+        self._parent = parent
+        self._context: SpanContext | None = None
         self.sampler_attributes = sampler_attributes
         self.start_ns = time_ns()
+
+    @property
+    def context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(
+                self.trace_id,
+                self.span_id,
+                is_remote=False,
+                trace_flags=_TRACE_FLAGS[self.flags],
+                trace_state=self.trace_state,
+            )
+        return context
+
+    @property
+    def parent(self) -> SpanContext | None:
+        parent = self._parent
+        return parent.context if isinstance(parent, OpenSpan) else parent
 
     @property
     def recording(self) -> bool:
@@ -203,7 +254,14 @@ class OpenSpan:
     @property
     def sampled(self) -> bool:
         """Kept whatever happens; a span recorded but not sampled is kept only for what happened."""
-        return bool(self.context.trace_flags.sampled)
+        return self.flags & _SAMPLED == _SAMPLED
+
+    def trace_headers(self) -> list[tuple[str, str]]:
+        """Its W3C trace context, for the upstream request it stands for."""
+        headers = [("traceparent", f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}")]
+        if self.trace_state:
+            headers.append(("tracestate", self.trace_state.to_header()))
+        return headers
 
     def finish(
         self,
@@ -217,6 +275,15 @@ class OpenSpan:
             return
         self._starter = None
         starter._finish(self, attributes, events, status, end_ns)
+
+
+def _emitter(processor: SpanProcessor) -> Callable[[ReadableSpan], None]:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+    if type(processor) is BatchSpanProcessor and callable(emit):
+        return emit  # type: ignore[no-any-return]
+    return processor.on_end
 
 
 def inline_decision(sampler: Sampler) -> tuple[bool, int] | None:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar.telemetry.aggregation import CARDINALITY_LIMIT, Aggregation
+from sidecar.telemetry.aggregation import CARDINALITY_LIMIT, Aggregation, Series
 from sidecar.telemetry.instruments import DURATION_BUCKETS, TOKEN_BUCKETS
 
 OURS = InstrumentationScope("detour-own", "1")
@@ -214,3 +214,22 @@ def test_prometheus_exposes_them_as_it_exposes_the_sdks() -> None:
     assert 'd_seconds_count{gen_ai_request_model="gpt-4o"' in exposition
     assert 'e_total{gen_ai_request_model="gpt-4o"' in exposition
     assert "t_bucket" in exposition or "t_token_bucket" in exposition
+
+
+def test_a_series_lands_in_the_cell_its_attributes_would() -> None:
+    reader = InMemoryMetricReader()
+    aggregation = Aggregation(OURS, Resource.create({}), Clock())
+    aggregation.attach(reader)
+    MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    histogram = aggregation.histogram("d", "s", "x", bounds=DURATION_BUCKETS)
+    attributes = {"gen_ai.request.model": "gpt-4o", "server.port": 443}
+    histogram.record(0.5, attributes)
+    histogram.record_series(1.5, Series(dict(attributes)))
+    points = [
+        point
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+    assert [(dict(point.attributes), point.count, point.sum) for point in points] == [(attributes, 2, 2.0)]

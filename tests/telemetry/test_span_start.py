@@ -105,3 +105,27 @@ def test_only_the_default_sampler_and_keep_evidence_are_decided_inline() -> None
         _sampler(TelemetrySettings(sampler="traceidratio", sampler_arg="0.5")),
     ):
         assert inline_decision(other) is None, other
+
+
+def test_finished_spans_reach_every_processor_including_ones_added_later() -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    batched, simple, later = InMemorySpanExporter(), InMemorySpanExporter(), InMemorySpanExporter()
+    processors = SynchronousMultiSpanProcessor()
+    processors.add_span_processor(BatchSpanProcessor(batched))  # straight to its queue
+    processors.add_span_processor(SimpleSpanProcessor(simple))  # through its `on_end`
+    starter = SpanStarter(TracerProvider(shutdown_on_exit=False), processors, InstrumentationScope("t"))
+    starter.start("first", SpanKind.SERVER, None).finish({})
+    processors.add_span_processor(SimpleSpanProcessor(later))
+    server = starter.start("second", SpanKind.SERVER, None)
+    starter.start("child", SpanKind.CLIENT, server).finish({})
+    server.finish({})
+    processors.force_flush()
+    assert [span.name for span in batched.get_finished_spans()] == ["first", "child", "second"]
+    assert [span.name for span in simple.get_finished_spans()] == ["first", "child", "second"]
+    assert [span.name for span in later.get_finished_spans()] == ["child", "second"]
+    child, second = later.get_finished_spans()
+    assert child.parent == second.context
+    assert child.context.trace_id == second.context.trace_id
+    processors.shutdown()
