@@ -8,7 +8,6 @@ thing swapped, chosen by NAME:
 - ``aiohttp-quiet``: both of the above that help (aiohttp transport, no per-request log line);
 - ``aiohttp-gc``: the aiohttp transport with start-up objects frozen out of the cyclic GC (`gc.freeze`);
 - ``workers2``: two Detour processes sharing the port through SO_REUSEPORT, each with its own state;
-- ``gc-threshold``: Detour as shipped with the GC's youngest generation collected 14 times less often;
 - ``no-gc``: Detour with the cyclic GC disabled (a measurement, not a setting to ship).
 
 The swap happens at run time, in this process only (the sidecar's code is not changed): the
@@ -178,16 +177,6 @@ def _two_workers() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _gc_threshold() -> None:
-    """The youngest generation collected every 10,000 allocations instead of 700 (fewer, larger
-    collections), the older ones as Python does; `BENCH_GC_THRESHOLD=a,b,c` sets all three."""
-    import gc
-    import os
-
-    thresholds = os.environ.get("BENCH_GC_THRESHOLD", "10000,10,10")
-    gc.set_threshold(*(int(part) for part in thresholds.split(",")))
-
-
 def _no_gc() -> None:
     """No cyclic GC at all (reference counting only): what the collector costs, by its absence."""
     import gc
@@ -197,7 +186,6 @@ def _no_gc() -> None:
 
 SETUPS: dict[str, Callable[[], None]] = {
     "no-gc": _no_gc,
-    "gc-threshold": _gc_threshold,
     "workers2": _two_workers,
     "quiet-httpx": _quiet,
     "httpx-default": lambda: _use_transport(HttpcoreTransport),

@@ -17,7 +17,6 @@ STACKS: dict[str, Sequence[str] | None] = {
     "aiohttp-quiet": ["-m", "bench.stacks", "aiohttp-quiet"],
     "aiohttp-gc": ["-m", "bench.stacks", "aiohttp-gc"],
     "workers2": ["-m", "bench.stacks", "workers2"],
-    "gc-threshold": ["-m", "bench.stacks", "gc-threshold"],
     "no-gc": ["-m", "bench.stacks", "no-gc"],
     "floor-aiohttp": ["-m", "bench.forwarder", "aiohttp"],
     "floor-httpx-aiohttp": ["-m", "bench.forwarder", "httpx-aiohttp"],
@@ -36,7 +35,8 @@ MODIFIERS: dict[str, dict[str, str]] = {
     "nometrics": {"OTEL_METRICS_EXPORTER": "none"},
     "batch128": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},  # the SDK's default is 512
     "switch5": {"DETOUR_SWITCH_INTERVAL_MS": "5"},  # Python's default
-    "gc50k": {"BENCH_GC_THRESHOLD": "50000,20,100"},  # with the gc-threshold stack
+    "gc700": {"DETOUR_GC_THRESHOLD": "0"},  # Python's youngest-generation threshold (Detour's: 3000)
+    "gc10k": {"DETOUR_GC_THRESHOLD": "10000"},
 }
 
 

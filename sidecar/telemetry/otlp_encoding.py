@@ -299,16 +299,15 @@ class SpanEncoder:
         """What `_span` writes. A `ReadableSpan` itself (what Detour builds) is read from its
         fields: its properties copy the attributes, events and links on every access and cost a
         fifth of the exporter thread's time. Anything else — a subclass, bounded containers whose
-        dropped counts matter, a later SDK with other fields — is read through the properties."""
+        dropped counts matter, a later SDK with other fields — is read through the properties.
+        (Attribute by attribute: asking for the instance's `__dict__` would build one per span.)"""
         if type(span) is self._plain_span:
-            fields = span.__dict__
             try:
-                attributes, events, links = fields["_attributes"], fields["_events"], fields["_links"]
+                attributes, events, links = span._attributes, span._events, span._links
                 if type(attributes) in _PLAIN_MAPPINGS and type(events) in _PLAIN and type(links) in _PLAIN:
-                    return (fields["_context"], fields["_parent"], fields["_name"], fields["_kind"],
-                            fields["_start_time"], fields["_end_time"], attributes, 0, events, 0, links, 0,
-                            fields["_status"])  # fmt: skip
-            except KeyError:
+                    return (span._context, span._parent, span._name, span._kind, span._start_time,
+                            span._end_time, attributes, 0, events, 0, links, 0, span._status)  # fmt: skip
+            except AttributeError:
                 pass
         return (span.context, span.parent, span.name, span.kind, span.start_time, span.end_time,
                 span.attributes, span.dropped_attributes, span.events, span.dropped_events, span.links,

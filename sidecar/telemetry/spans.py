@@ -146,7 +146,7 @@ class SpanStarter:
             parent=span.parent,
             resource=self._resource,
             attributes=attributes,
-            events=events,
+            events=events or (),  # no list kept alive in the export queue for nothing
             links=(),
             kind=span.kind,
             status=status,

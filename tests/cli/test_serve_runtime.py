@@ -55,3 +55,35 @@ def test_a_switch_interval_that_is_not_milliseconds_is_a_usage_error(
         build_parser().parse_args(["serve", "--config", "r.yaml"])
     assert exited.value.code == 2
     assert "--switch-interval-ms: expected milliseconds (0: off)" in capsys.readouterr().err
+
+
+def test_the_gc_threshold_comes_from_the_flag_else_the_environment_else_3000(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DETOUR_GC_THRESHOLD", raising=False)
+    assert build_parser().parse_args(["serve", "--config", "r.yaml"]).gc_threshold == 3000
+    monkeypatch.setenv("DETOUR_GC_THRESHOLD", "0")  # Python's own
+    assert build_parser().parse_args(["serve", "--config", "r.yaml"]).gc_threshold == 0
+    flag = ["serve", "--config", "r.yaml", "--gc-threshold", "5000"]
+    assert build_parser().parse_args(flag).gc_threshold == 5000
+
+
+@pytest.mark.parametrize("text", ["many", "-1", "1.5"])
+def test_a_gc_threshold_that_is_not_a_count_is_a_usage_error(
+    text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DETOUR_GC_THRESHOLD", text)
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--config", "r.yaml"])
+    assert exited.value.code == 2
+    assert "--gc-threshold: expected a whole number (0: off)" in capsys.readouterr().err
+
+
+def test_the_youngest_generation_threshold_changes_and_the_older_ones_stay_pythons() -> None:
+    # In a child: the test process keeps Python's thresholds.
+    code = (
+        "import gc; from sidecar.cli.serve import collect_young_objects_after; "
+        "before = gc.get_threshold(); collect_young_objects_after(3000); print(*before, *gc.get_threshold())"
+    )
+    numbers = list(map(int, subprocess.check_output([sys.executable, "-c", code]).split()))
+    assert numbers == [700, 10, 10, 3000, 10, 10]

@@ -1,0 +1,49 @@
+"""`python -m bench.collector` times the garbage collector inside a real `detour serve`; checked here
+without wrk: the thresholds it reports are the ones `--gc-threshold` (`DETOUR_GC_THRESHOLD`) set in
+that process, and collections under load are timed."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import http.client
+import pathlib
+
+import pytest
+
+from bench.collector import arm, collections_timed, timed_detour
+from bench.procs import HOST, upstream
+from bench.scenarios import OPENAI
+
+
+def _post(port: int, times: int) -> None:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        for _ in range(times):
+            connection.request("POST", OPENAI.path, OPENAI.body, OPENAI.headers)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        connection.close()
+
+
+PYTHONS = gc.get_threshold()[0]  # 700 up to Python 3.13
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("0", PYTHONS), ("3000", 3000)], ids=["python's", "3000"])
+def test_the_served_process_runs_with_the_threshold_it_was_given(
+    setting: str, expected: int, tmp_path: pathlib.Path
+) -> None:
+    with upstream() as up, timed_detour(up.url, tmp_path, None, {"DETOUR_GC_THRESHOLD": setting}) as running:
+        arm(tmp_path)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for done in [pool.submit(_post, running.port, 60) for _ in range(8)]:
+                done.result()
+        timed = collections_timed(tmp_path)
+    assert timed["thresholds"][0] == expected
+    for collections, seconds, longest in timed["generations"].values():
+        assert collections > 0
+        assert 0 <= longest <= seconds
+    if expected <= 1000:  # requests in flight come and go around 700 objects: collections happen
+        assert timed["generations"][0][0] > 0
