@@ -286,8 +286,8 @@ def _telemetry_lines(results: Mapping[str, Any]) -> list[str]:
     ratio = {}
     if on.get("cpu_pair_on_us") is not None:
         ratio["cpu_ratio_vs_off"] = (
-            f" ({on['cpu_pair_on_us']:,.0f} µs on / {on['cpu_pair_off_us']:,.0f} µs off, "
-            "medians of alternating runs)"
+            f" (median of the ratios of {on.get('cpu_pairs', 'the')} alternating pairs; medians "
+            f"{on['cpu_pair_on_us']:,.0f} µs on / {on['cpu_pair_off_us']:,.0f} µs off)"
         )
     elif on.get("cpu_ratio_vs_off") is not None:
         ratio["cpu_ratio_vs_off"] = (
