@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DETOUR_GC_THRESHOLD") or "3000",  # a string default goes through `type`
         metavar="N",
         help="collect the garbage collector's youngest generation after N net allocations instead of "
-        "Python's 700 (default 3000; 0 keeps Python's; env DETOUR_GC_THRESHOLD; docs/benchmarks.md)",
+        "Python's default (700 up to 3.13) (default 3000; 0 keeps Python's; env DETOUR_GC_THRESHOLD; "
+        "docs/benchmarks.md)",
     )
     _add_limits(serve)
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))

@@ -63,7 +63,8 @@ _TRACE_ID_TAG, _SPAN_ID_TAG = bytes((_SPAN_TRACE_ID, 16)), bytes((_SPAN_SPAN_ID,
 _PARENT_ID_TAG = bytes((_SPAN_PARENT_ID, 8))
 _LOCAL_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE)
 _REMOTE_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
-CACHE_LIMIT = 4096  # encoded key/value pairs kept; Detour's spans use a few dozen
+CACHE_LIMIT = 4096  # encoded key/value pairs kept, and span names; Detour's spans use a few dozen
+CACHED_VALUE_LIMIT = 256  # longer strings are encoded every time, not kept
 
 
 class UnsupportedValue(TypeError):
@@ -209,8 +210,16 @@ class SpanEncoder:
         self, by_key: dict[str, dict[type, dict[Any, bytes]]], tag: int, key: str, kind: type, value: Any
     ) -> bytes:
         encoded = _field(tag, _key_value(key, value))
-        # A tuple's items' types are part of its key too: (1,) == (1.0,) == (True,) in Python.
-        value_key = value if kind is not tuple else (value, *map(type, value))
+        if kind is tuple:
+            # Its items' types are part of its key too: (1,) == (1.0,) == (True,) in Python. A
+            # tuple holding a tuple would need that at every depth: not cached.
+            value_key = (value, *map(type, value))
+            if any(issubclass(item_type, tuple) for item_type in value_key[1:]):
+                return encoded
+        elif kind in (str, bytes) and len(value) > CACHED_VALUE_LIMIT:
+            return encoded  # a prompt or an answer (captured content): never seen twice
+        else:
+            value_key = value
         try:
             hash(value_key)
         except TypeError:

@@ -62,6 +62,7 @@ class SpanStarter:
         self._processor = processor
         self._processors: object = None  # the processors `_emitters` was computed for
         self._emitters: tuple[Callable[[ReadableSpan], None], ...] = ()
+        self._update_emitters()
         self._scope = scope
         self._limits = SpanLimits()
         limits = self._limits
@@ -257,7 +258,10 @@ class OpenSpan:
         return self.flags & _SAMPLED == _SAMPLED
 
     def trace_headers(self) -> list[tuple[str, str]]:
-        """Its W3C trace context, for the upstream request it stands for."""
+        """Its W3C trace context, for the upstream request it stands for (none for invalid ids,
+        which only a custom id generator could give)."""
+        if not (self.trace_id and self.span_id):
+            return []
         headers = [("traceparent", f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}")]
         if self.trace_state:
             headers.append(("tracestate", self.trace_state.to_header()))

@@ -31,19 +31,21 @@ def _post(port: int, times: int) -> None:
 PYTHONS = gc.get_threshold()[0]  # 700 up to Python 3.13
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("0", PYTHONS), ("3000", 3000)], ids=["python's", "3000"])
+@pytest.mark.parametrize(
+    ("setting", "expected"), [("0", PYTHONS), ("1", 1), ("3000", 3000)], ids=["python's", "1", "3000"]
+)
 def test_the_served_process_runs_with_the_threshold_it_was_given(
     setting: str, expected: int, tmp_path: pathlib.Path
 ) -> None:
     with upstream() as up, timed_detour(up.url, tmp_path, None, {"DETOUR_GC_THRESHOLD": setting}) as running:
         arm(tmp_path)
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            for done in [pool.submit(_post, running.port, 60) for _ in range(8)]:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(_post, running.port, 25) for _ in range(4)]:
                 done.result()
         timed = collections_timed(tmp_path)
     assert timed["thresholds"][0] == expected
     for collections, seconds, longest in timed["generations"].values():
         assert collections > 0
         assert 0 <= longest <= seconds
-    if expected <= 1000:  # requests in flight come and go around 700 objects: collections happen
-        assert timed["generations"][0][0] > 0
+    if expected == 1:  # a collection after every allocation: the timing must have seen them
+        assert timed["generations"][0][0] > 100

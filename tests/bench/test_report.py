@@ -151,3 +151,17 @@ def test_an_older_results_file_still_renders() -> None:
     silent["telemetry"] |= {"available": False, "exports": {}}
     del silent["metrics"]["telemetry"]
     assert "Telemetry exporting: **not available**" in render_markdown(silent)
+
+
+def test_the_cpu_ratio_is_the_median_of_the_pairs_ratios_and_empty_pairs_are_skipped() -> None:
+    results = _with_telemetry_runs(_stored(), cpu_factor=1.2, rss_peak=80.0)
+    # Ratios 1.5, 1.1 and 1.2: their median is 1.2; the ratio of the medians (330 / 300) would be 1.1.
+    pairs = [(100, 150), (300, 330), (400, 480), (0, 200), (250, None)]
+    results["telemetry"]["cpu_pairs"] = [{"off_us": off, "on_us": on} for off, on in pairs]
+    on = _rederived(results)["metrics"]["telemetry"]
+    assert on["cpu_ratio_vs_off"] == pytest.approx(1.2)
+    assert (on["cpu_pair_on_us"], on["cpu_pair_off_us"], on["cpu_pairs"]) == (330, 300, 3)
+    ratio = next(
+        line for line in render_markdown(_rederived(results)).splitlines() if "over telemetry off" in line
+    )
+    assert "median of the ratios of 3 alternating pairs" in ratio

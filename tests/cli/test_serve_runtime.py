@@ -86,4 +86,6 @@ def test_the_youngest_generation_threshold_changes_and_the_older_ones_stay_pytho
         "before = gc.get_threshold(); collect_young_objects_after(3000); print(*before, *gc.get_threshold())"
     )
     numbers = list(map(int, subprocess.check_output([sys.executable, "-c", code]).split()))
-    assert numbers == [700, 10, 10, 3000, 10, 10]
+    before, after = numbers[: len(numbers) // 2], numbers[len(numbers) // 2 :]
+    assert before[0] != 3000
+    assert after == [3000, *before[1:]]

@@ -115,6 +115,27 @@ def test_equal_values_of_different_types_are_not_confused_by_the_cache() -> None
         same_as_library([span(attributes={"v": value})], encoder)
 
 
+def test_nested_tuples_of_equal_values_and_different_types_are_not_confused() -> None:
+    encoder = SpanEncoder()
+    for value in (((1, 2),), ((1.0, 2),), ((True, 2),)):
+        same_as_library([span(attributes={"v": value})], encoder)
+
+
+def test_long_strings_are_encoded_every_time_and_not_kept() -> None:
+    encoder = SpanEncoder()
+    prompt = "p" * (otlp_encoding.CACHED_VALUE_LIMIT + 1)
+    same_as_library([span(attributes={"gen_ai.input.messages": prompt, "short": "kept"})], encoder)
+    cached = [value for by_key in encoder._attributes.values() for key, by_kind in by_key.items()
+              for by_value in by_kind.values() for value in by_value]  # fmt: skip
+    assert "kept" in cached
+    assert prompt not in cached
+
+
+def test_a_span_longer_than_two_length_bytes_allow() -> None:
+    # 16 KiB and more: a three-byte length prefix (captured prompts make such spans)
+    same_as_library([span(attributes={"gen_ai.input.messages": "m" * 20_000}), span()])
+
+
 def test_kinds_states_links_statuses_and_groups() -> None:
     other_resource = Resource.create(
         {"service.name": "other"}, schema_url="https://opentelemetry.io/schemas/1.21.0"

@@ -129,3 +129,22 @@ def test_finished_spans_reach_every_processor_including_ones_added_later() -> No
     assert child.parent == second.context
     assert child.context.trace_id == second.context.trace_id
     processors.shutdown()
+
+
+def test_a_single_processor_that_is_not_a_multi_processor_gets_every_span() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    starter = SpanStarter(
+        TracerProvider(shutdown_on_exit=False), SimpleSpanProcessor(exported), InstrumentationScope("t")
+    )
+    starter.start("only", SpanKind.SERVER, None).finish({})
+    assert [span.name for span in exported.get_finished_spans()] == ["only"]
+
+
+def test_a_span_with_invalid_ids_sends_no_trace_context_upstream() -> None:
+    starter = _starter(ParentBased(ALWAYS_ON), 0, inline=True)  # an id generator that gives trace id 0
+    assert starter.start("s", SpanKind.CLIENT, None).trace_headers() == []
+    valid = _starter(ParentBased(ALWAYS_ON), LOW_TRACE_ID, inline=True).start("s", SpanKind.CLIENT, None)
+    assert valid.trace_headers()[0][1].startswith(f"00-{LOW_TRACE_ID:032x}-")
