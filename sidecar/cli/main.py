@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.config.loader import load_config_file
 from sidecar.errors import ConfigError
@@ -270,59 +270,37 @@ def _run(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
             return 130
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type; a string default (from the environment) is checked by it too."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+NumberT = TypeVar("NumberT", int, float)
 
 
-def _positive_float(text: str) -> float:
-    """An argparse type for seconds: finite and above zero (`0.3` works)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+def _number_type(
+    parse: Callable[[str], NumberT], accepts: Callable[[NumberT], bool], expected: str
+) -> Callable[[str], NumberT]:
+    """An argparse type: `parse` the text and check it with `accepts`; a string default (from the
+    environment) goes through it too, so a bad variable is a usage error, not a traceback."""
+
+    def convert(text: str) -> NumberT:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _milliseconds_or_off(text: str) -> float:
-    """An argparse type: a positive number of milliseconds, or 0 for "leave Python's own"."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds (0: off), got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected milliseconds (0: off), got {text!r}")
-    return value
-
-
-def _count_or_off(text: str) -> int:
-    """An argparse type: a whole number, 0 for "leave Python's own"."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number (0: off), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number (0: off), got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """An argparse type: a TCP port to listen on, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
-    return value
+_positive_int = _number_type(int, lambda value: value >= 1, "a positive integer")
+_positive_float = _number_type(  # seconds: `0.3` works
+    float, lambda value: math.isfinite(value) and value > 0, "a positive number of seconds"
+)
+# 0: leave Python's own setting
+_milliseconds_or_off = _number_type(
+    float, lambda value: math.isfinite(value) and value >= 0, "milliseconds (0: off)"
+)
+_count_or_off = _number_type(int, lambda value: value >= 0, "a whole number (0: off)")
+_port = _number_type(int, lambda value: 1 <= value <= 65535, "a port from 1 to 65535")
 
 
 def _port_or_off(text: str) -> int:
