@@ -39,6 +39,15 @@ class Detour(LoggedProcess):
         return response.headers["x-detour-provider"]
 
 
+def swap(config: pathlib.Path, text: str) -> None:
+    """Replace the file whole, as a ConfigMap update or an editor's save does: a reload that polls
+    in the middle of a plain write may read it half written, which is rejected too (rightly), and
+    would count as a second rejection."""
+    staged = config.with_name(config.name + ".new")
+    staged.write_text(text)
+    os.replace(staged, config)
+
+
 @contextlib.asynccontextmanager
 async def detour(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Detour]:
     port = free_port()
@@ -69,10 +78,10 @@ async def test_serve_reloads_a_changed_file_and_rejects_a_broken_one(tmp_path: p
         config.write_text(routes(first))
         async with detour("--config", str(config), "--reload-interval", "0.05") as running:
             assert await running.served_by() == "p0"
-            config.write_text(routes(second, first))
+            swap(config, routes(second, first))
             await running.line_containing("applied from file:")
             assert await running.served_by() == "p0"
-            config.write_text(routes(second, typo=True))
+            swap(config, routes(second, typo=True))
             await running.line_containing("rejected; the last good config stays active")
             assert await running.served_by() == "p0"
             async with httpx.AsyncClient(base_url=running.url) as client:
@@ -94,13 +103,14 @@ async def test_serve_rejects_a_value_its_yaml_tag_cannot_convert_and_applies_the
         config.write_text(routes(first))
         async with detour("--config", str(config), "--reload-interval", "0.05") as running:
             assert await running.served_by() == "p0"
-            config.write_text(
-                routes(second).replace("type: openai\n", "type: openai\n    api_key: !!int sk-secret123\n")
+            swap(
+                config,
+                routes(second).replace("type: openai\n", "type: openai\n    api_key: !!int sk-secret123\n"),
             )
             rejected = await running.line_containing("rejected; the last good config stays active")
             problem = await running.line_containing("providers.p0.api_key")
             assert await running.served_by() == "p0"
-            config.write_text(routes(second))
+            swap(config, routes(second))
             await running.line_containing("applied from file:")
             assert await running.served_by() == "p0"
             async with httpx.AsyncClient(base_url=running.url) as client:
