@@ -69,9 +69,9 @@ def count(
     try:
         # Start-up under valgrind takes seconds, not the fraction of a second `wait_ready` expects.
         wait_ready(f"http://{HOST}:{port}/readyz", process, time.perf_counter(), timeout_s=300)
-        _post(port, warmup, connections)
+        post_chat_completions(port, warmup, connections)
         subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], check=True, capture_output=True)
-        _post(port, requests, connections)
+        post_chat_completions(port, requests, connections)
         subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
     finally:
         stop_process(process)
@@ -85,7 +85,7 @@ def _environ() -> dict[str, str]:
     return environ
 
 
-def _post(port: int, times: int, connections: int) -> None:
+def post_chat_completions(port: int, times: int, connections: int) -> None:
     """`times` requests in all, spread over `connections` threads of one kept-alive connection each."""
     with concurrent.futures.ThreadPoolExecutor(connections) as pool:
         shares = [times // connections + (index < times % connections) for index in range(connections)]

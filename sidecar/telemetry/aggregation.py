@@ -11,9 +11,10 @@ done when a reader collects, on the reader's thread.
 What the readers receive is what the SDK would have produced for the same measurements: the same
 `Metric`, `Sum` and `Histogram` data classes, cumulative or delta as each reader prefers, the same
 start and end times, min and max, and the same cardinality cap (2,000 attribute sets per
-instrument, later ones folded into one `otel.metric.overflow` point). The merge happens in each
-reader's `_receive_metrics` — the method every reader implements to receive a collection — so
-OTLP, Prometheus and in-process readers all see these metrics, under Detour's instrumentation scope.
+instrument, later ones folded into one `otel.metric.overflow` point). The merge wraps the collect
+callback the `MeterProvider` hands each reader (`Aggregation.attach`), which every collection goes
+through, so OTLP, Prometheus and in-process readers all see these metrics, under Detour's
+instrumentation scope.
 The asynchronous (observable) instruments stay the SDK's: they are read once per collection.
 
 Measurements come from the event loop's thread, collections from readers' threads: one lock,
