@@ -67,6 +67,11 @@ CACHE_LIMIT = 4096  # encoded key/value pairs kept, and span names; Detour's spa
 CACHED_VALUE_LIMIT = 256  # longer strings are encoded every time, not kept
 
 
+# A span encoded as it finished: its resource and scope (what the batch groups it under) and its
+# `ScopeSpans.spans` field.
+EncodedSpan = tuple[Any, Any, bytes]
+
+
 class UnsupportedValue(TypeError):
     """An attribute value this encoder does not write; the library's encoder is used instead."""
 
@@ -137,14 +142,20 @@ class SpanEncoder:
         self._resources: dict[int, tuple[Any, bytes, bytes]] = {}
         self._scopes: dict[int, tuple[Any, bytes, bytes]] = {}
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
         """The serialized `ExportTraceServiceRequest` of `spans`, grouped by resource, then scope,
-        in the order they first appear (as the library does)."""
+        in the order they first appear (as the library does). The spans may also come encoded
+        already (`encode_one`): then this only groups and joins them."""
         groups: dict[int, dict[int, list[bytes]]] = {}
         group: list[bytes] = []
         last: tuple[object, object] | None = None  # Detour's spans share one resource and scope
+        span: Any
         for span in spans:
-            resource, scope = span.resource, span.instrumentation_scope or None
+            encoded: bytes | None
+            if type(span) is tuple:
+                resource, scope, encoded = span
+            else:
+                resource, scope, encoded = span.resource, span.instrumentation_scope or None, None
             if last is None or resource is not last[0] or scope is not last[1]:
                 if id(resource) not in self._resources:
                     self._remember_resource(resource)
@@ -152,20 +163,29 @@ class SpanEncoder:
                     self._remember_scope(scope)
                 group = groups.setdefault(id(resource), {}).setdefault(id(scope), [])
                 last = (resource, scope)
-            group.append(self._span(span))
+            group.append(encoded if encoded is not None else self._span(span))
         out = []
         for resource_id, scopes in groups.items():
             _, resource_part, resource_schema = self._resources[resource_id]
             scope_parts = []
-            for scope_id, encoded in scopes.items():
+            for scope_id, scope_spans in scopes.items():
                 _, scope_part, scope_schema = self._scopes[scope_id]
-                body = scope_part + b"".join(encoded) + scope_schema
+                body = scope_part + b"".join(scope_spans) + scope_schema
                 scope_parts.append(_field(_RS_SCOPE_SPANS, body))
             out.append(_field(_RESOURCE_SPANS, resource_part + b"".join(scope_parts) + resource_schema))
         if len(self._resources) > 16 or len(self._scopes) > 16:  # many providers (tests): don't hoard
             self._resources.clear()
             self._scopes.clear()
         return b"".join(out)
+
+    def encode_one(self, span: ReadableSpan) -> EncodedSpan:
+        """One span, encoded when it finishes, for `encode` to join into a batch later. A value
+        this encoder cannot write is written by the library's encoder, for this span alone."""
+        try:
+            encoded = self._span(span)
+        except UnsupportedValue:
+            encoded = _library_span(span)
+        return span.resource, span.instrumentation_scope or None, encoded
 
     def _remember_resource(self, resource: Any) -> None:
         body = self._attributes_of(_RESOURCE_ATTRIBUTES, resource.attributes)
@@ -243,8 +263,8 @@ class SpanEncoder:
         return cached
 
     def _span(self, span: ReadableSpan) -> bytes:
-        """One `ScopeSpans.spans` field: tag, length and the span. The parts are joined once;
-        context fields are read as the tuple a `SpanContext` is (its properties are Python calls)."""
+        """`span_message` of a finished span; context fields are read as the tuple a
+        `SpanContext` is (its properties are Python calls)."""
         (context, parent, name, kind, start, end, attributes, dropped_attributes,
          events, dropped_events, links, dropped_links, status) = self._fields(span)  # fmt: skip
         assert context is not None  # a finished span always has one
@@ -252,16 +272,44 @@ class SpanEncoder:
             trace_id, span_id, _, _, trace_state = context[:5]
         else:
             trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
-        parts = [b"", _TRACE_ID_TAG, trace_id.to_bytes(16, "big"), _SPAN_ID_TAG, span_id.to_bytes(8, "big")]
-        if trace_state:
-            state = ",".join(f"{k}={v}" for k, v in trace_state.items())
-            parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
-        parent_is_remote = False
+        parent_id, parent_is_remote = None, False
         if parent is not None:
             if type(parent) is _SpanContext:
                 _, parent_id, parent_is_remote = parent[:3]
             else:
                 parent_id, parent_is_remote = parent.span_id, parent.is_remote
+        return self.span_message(
+            trace_id, span_id, trace_state, parent_id, parent_is_remote, name, kind, start, end,
+            attributes, events, status, dropped_attributes, dropped_events, links, dropped_links,
+        )  # fmt: skip
+
+    def span_message(
+        self,
+        trace_id: int,
+        span_id: int,
+        trace_state: Any,
+        parent_id: int | None,
+        parent_is_remote: bool,
+        name: str,
+        kind: _SpanKind,
+        start: int | None,
+        end: int | None,
+        attributes: Mapping[str, Any] | None,
+        events: Sequence[Event],
+        status: Any,
+        dropped_attributes: int = 0,
+        dropped_events: int = 0,
+        links: Sequence[Any] = (),
+        dropped_links: int = 0,
+    ) -> bytes:
+        """One `ScopeSpans.spans` field: tag, length and the span, its parts joined once. From
+        a span's fields, so that a span need not be built as a `ReadableSpan` to be exported
+        (`spans.SpanStarter`). Raises `UnsupportedValue` for an attribute it cannot write."""
+        parts = [b"", _TRACE_ID_TAG, trace_id.to_bytes(16, "big"), _SPAN_ID_TAG, span_id.to_bytes(8, "big")]
+        if trace_state:
+            state = ",".join(f"{k}={v}" for k, v in trace_state.items())
+            parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
+        if parent_id is not None:
             parts.append(_PARENT_ID_TAG)
             parts.append(parent_id.to_bytes(8, "big"))
         parts.append(self._name(name))
@@ -339,6 +387,14 @@ class SpanEncoder:
             body += bytes((_LINK_DROPPED,)) + _varint(link.dropped_attributes)
         flags = _HAS_IS_REMOTE | (_IS_REMOTE if context.is_remote else 0)
         return body + bytes((_LINK_FLAGS,)) + _FIXED32.pack(flags)
+
+
+def _library_span(span: ReadableSpan) -> bytes:
+    """The `ScopeSpans.spans` field of one span, as the library's encoder writes it."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    message = encode_spans([span]).resource_spans[0].scope_spans[0].spans[0]
+    return _field(_SS_SPANS, message.SerializePartialToString())
 
 
 def _ids(trace_id: int, span_id: int) -> bytes:

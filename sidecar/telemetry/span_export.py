@@ -1,40 +1,104 @@
-"""The OTLP span exporters, with the batch encoded by `otlp_encoding.SpanEncoder`.
+"""The OTLP span exporters, with spans encoded by `otlp_encoding.SpanEncoder`, and their processor.
 
 They are the library's own `OTLPSpanExporter`s (HTTP and gRPC: endpoint, headers, TLS, compression,
-timeouts, retries, size limit and self-metrics unchanged) with one part replaced — turning a batch
-of spans into protobuf — because that part, in pure Python under the GIL, was most of what exporting
-cost the event loop (docs/telemetry.md, "What it costs"). A batch the fast encoder cannot write
-goes through the library's encoder, and so does everything if a later library version no longer
-has the pieces this relies on: then exporting is slower, never wrong.
+timeouts, retries, size limit and self-metrics unchanged) with one part replaced — turning spans
+into protobuf — because that part, in pure Python under the GIL, was most of what exporting cost
+the event loop (docs/telemetry.md, "What it costs"). Behind the SDK's batch processor
+(`EncodingSpanProcessor`), each span is encoded as it finishes and the export thread only joins
+the batch. A span the fast encoder cannot write goes through the library's encoder, and so does
+everything if a later library version no longer has the pieces this relies on: then exporting is
+slower, never wrong.
 """
-
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from sidecar.telemetry.otlp_encoding import SpanEncoder, UnsupportedValue
+from sidecar.telemetry.otlp_encoding import EncodedSpan, SpanEncoder, UnsupportedValue
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace.status import Status
 
     from sidecar.telemetry.settings import OtlpTarget
+    from sidecar.telemetry.spans import OpenSpan
 
 log = logging.getLogger("detour.telemetry")
 
 
-def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
+def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
+    """The OTLP exporter behind the SDK's batch processor — spans encoded as they finish when the
+    exporter can send them so (`EncodingSpanProcessor`)."""
+    exporter: SpanExporter
     if target.protocol == "grpc":
-        return _grpc_exporter(target)
-    headers = dict(target.headers) or None
-    return FastHttpSpans(endpoint=target.endpoint, headers=headers, timeout=target.timeout_s)
+        exporter = _grpc_exporter(target)
+    else:
+        headers = dict(target.headers) or None
+        exporter = FastHttpSpans(endpoint=target.endpoint, headers=headers, timeout=target.timeout_s)
+    if getattr(exporter, "fast", True):
+        return EncodingSpanProcessor(exporter)
+    return BatchSpanProcessor(exporter)
+
+
+class EncodingSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor (`OTEL_BSP_*`, its queue, thread, flush and shutdown), queueing
+    each span encoded as it finishes instead of the span object.
+
+    Encoding a batch of 512 spans on the export thread held the interpreter's lock for
+    milliseconds at a time, six times a second at 1,500 requests/s, and a request arriving then
+    waited for the lock: that, not the CPU it cost, was most of the tail latency telemetry added
+    (docs/benchmarks.md, "Where the exporting tail came from"). Encoded one at a time, a span
+    costs the thread finishing it — the event loop, after the response went out — a few
+    microseconds, and the export thread only joins bytes and sends them. The queue then holds
+    bytes, which the cyclic garbage collector does not walk, rather than span objects."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(exporter)
+        # The finishing thread's own encoder (the export thread joins batches with the exporter's):
+        # Detour finishes its spans on the event loop.
+        self._encoder = SpanEncoder()
+        self._queue: Callable[[EncodedSpan], None] = self._batch_processor.emit  # type: ignore[assignment]
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context and span.context.trace_flags.sampled:
+            self._queue(self._encoder.encode_one(span))
+
+    def emit(self, span: ReadableSpan) -> None:
+        """`on_end` for a span known to be sampled (`spans.SpanStarter`'s)."""
+        self._queue(self._encoder.encode_one(span))
+
+    def emit_open(
+        self,
+        span: OpenSpan,
+        attributes: Mapping[str, Any],
+        events: Sequence[Event],
+        status: Status,
+        end_ns: int,
+        resource: Resource,
+        scope: InstrumentationScope,
+    ) -> bool:
+        """A span finished by `spans.SpanStarter`, encoded from its fields without the
+        `ReadableSpan` no other processor needs. False, and nothing queued, when an attribute
+        needs the library's encoder: then the caller builds the `ReadableSpan` for `emit`."""
+        parent_id, parent_is_remote = span.parent_id()
+        try:
+            message = self._encoder.span_message(
+                span.trace_id, span.span_id, span.trace_state, parent_id, parent_is_remote,
+                span.name, span.kind, span.start_ns, end_ns, attributes, events, status,
+            )  # fmt: skip
+        except UnsupportedValue:
+            return False
+        self._queue((resource, scope, message))
+        return True
 
 
 class _Encoding:
@@ -44,14 +108,16 @@ class _Encoding:
         self._encoder = SpanEncoder()
         self.fallbacks = 0
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
         try:
             return self._encoder.encode(spans)
         except UnsupportedValue as exc:
+            if spans and type(spans[0]) is tuple:
+                raise  # encoded spans under a resource the library could not encode either
             self.fallbacks += 1
             if self.fallbacks == 1:
                 log.info("a span batch went through the library's OTLP encoder (%s)", exc)
-            data: bytes = encode_spans(spans).SerializePartialToString()
+            data: bytes = encode_spans(spans).SerializePartialToString()  # type: ignore[arg-type]
             return data
 
 
@@ -65,9 +131,9 @@ class FastHttpSpans(HttpSpans):
         # 1.45); without them, the library's own export runs.
         self.fast = all(hasattr(self, name) for name in ("_client", "_metrics", "_max_request_size"))
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not self.fast or self._shutdown:
-            return super().export(spans)
+    def export(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> SpanExportResult:
+        if not self.fast or self._shutdown:  # not fast: a plain batch processor's spans, never encoded
+            return super().export(spans)  # type: ignore[arg-type]
         from opentelemetry.exporter.otlp.proto.http._common import (
             RequestPayloadTooLargeError,
             _is_request_too_large,

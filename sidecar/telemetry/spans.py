@@ -4,9 +4,10 @@ The SDK's `Tracer.start_span` builds a mutable `Span` per call — a lock, bound
 and link containers, a start notification to every processor — although Detour knows a span's
 attributes and events only when it settles them, all at once, after the response went out. So a
 span is started here as what the upstream `traceparent` needs (the sampler's decision, ids, a
-`SpanContext`) and finished as one `ReadableSpan` handed to the processors' `on_end`: what the
-exporters receive is the same data the SDK span would have produced (same sampler, id generator,
-resource, instrumentation scope and processors, all the `TracerProvider`'s).
+`SpanContext`) and finished as one `ReadableSpan` handed to the processors' `on_end` — or, for the
+OTLP exporter's processor, as its fields, which it encodes without the `ReadableSpan` being built:
+what the exporters receive is the same data the SDK span would have produced (same sampler, id
+generator, resource, instrumentation scope and processors, all the `TracerProvider`'s).
 
 Span limits (`OTEL_SPAN_ATTRIBUTE_*`, `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, ...) are honoured when
 set; by default Detour's few attributes and events are far below them and are not copied again.
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace.span import TraceState
 
+    from sidecar.telemetry.span_export import EncodingSpanProcessor
+
 _UNSET = Status()
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
@@ -49,8 +52,8 @@ _TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio rule looks at th
 class SpanStarter:
     """Created once at start-up from the `TracerProvider` and the processor it exports through."""
 
-    __slots__ = ("_bounded", "_emitters", "_ids", "_inline", "_limits", "_processor", "_processors",
-                 "_resource", "_sampler", "_scope")  # fmt: skip
+    __slots__ = ("_bounded", "_emitters", "_encoders", "_ids", "_inline", "_limits", "_processor",
+                 "_processors", "_resource", "_sampler", "_scope")  # fmt: skip
 
     def __init__(
         self, provider: TracerProvider, processor: SpanProcessor, scope: InstrumentationScope
@@ -60,9 +63,6 @@ class SpanStarter:
         self._ids = provider.id_generator
         self._resource = provider.resource
         self._processor = processor
-        self._processors: object = None  # the processors `_emitters` was computed for
-        self._emitters: tuple[Callable[[ReadableSpan], None], ...] = ()
-        self._update_emitters()
         self._scope = scope
         self._limits = SpanLimits()
         limits = self._limits
@@ -72,6 +72,10 @@ class SpanStarter:
             limits.max_event_attributes,
             limits.max_attribute_length,
         ) != _DEFAULT_LIMITS
+        self._processors: object = None  # the processors `_emitters` was computed for
+        self._emitters: tuple[Callable[[ReadableSpan], None], ...] = ()
+        self._encoders: tuple[EncodingSpanProcessor, ...] = ()
+        self._update_emitters()
 
     def start(self, name: str, kind: SpanKind, parent: OpenSpan | SpanContext | None) -> OpenSpan:
         """What `Tracer.start_span` decides at the start: ids, sampling, trace flags and state.
@@ -127,6 +131,31 @@ class SpanStarter:
         status: Status,
         end_ns: int | None,
     ) -> None:
+        if span.sampler_attributes:
+            attributes = {**span.sampler_attributes, **attributes}
+        if self._bounded:
+            attributes, events = self._bound(attributes, events)
+        if end_ns is None:
+            end_ns = time_ns()
+        if getattr(self._processor, "_span_processors", None) is not self._processors:
+            self._update_emitters()
+        emitters = self._emitters
+        for encoder in self._encoders:
+            if not encoder.emit_open(span, attributes, events, status, end_ns, self._resource, self._scope):
+                emitters += (encoder.emit,)  # an attribute only the library's encoder writes
+        if emitters:
+            self._emit(span, attributes, events, status, end_ns, emitters)
+
+    def _emit(
+        self,
+        span: OpenSpan,
+        attributes: Mapping[str, Any],
+        events: Sequence[Event],
+        status: Status,
+        end_ns: int,
+        emitters: tuple[Callable[[ReadableSpan], None], ...],
+    ) -> None:
+        """The finished span as the SDK's processors take it."""
         if span.flags & _SAMPLED:
             context = span.context
         else:  # recorded only, and kept for what happened (sampling.py)
@@ -137,10 +166,6 @@ class SpanStarter:
                 trace_flags=_TRACE_FLAGS[span.flags | _SAMPLED],
                 trace_state=span.trace_state,
             )
-        if span.sampler_attributes:
-            attributes = {**span.sampler_attributes, **attributes}
-        if self._bounded:
-            attributes, events = self._bound(attributes, events)
         readable = ReadableSpan(
             name=span.name,
             context=context,
@@ -152,26 +177,27 @@ class SpanStarter:
             kind=span.kind,
             status=status,
             start_time=span.start_ns,
-            end_time=end_ns if end_ns is not None else time_ns(),
+            end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        emitters = self._emitters
-        if getattr(self._processor, "_span_processors", None) is not self._processors:
-            emitters = self._update_emitters()
         for emit in emitters:
             emit(readable)
 
-    def _update_emitters(self) -> tuple[Callable[[ReadableSpan], None], ...]:
+    def _update_emitters(self) -> None:
         """Where a finished span goes: each processor's `on_end` — for the SDK's
-        `BatchSpanProcessor`, straight to its queue. Its `on_end` only checks the sampled flag
-        first, which every span finished here has. Recomputed when processors are added."""
+        `BatchSpanProcessor`, straight to its queue (its `on_end` only checks the sampled flag
+        first, which every span finished here has), and the OTLP exporter's
+        `EncodingSpanProcessor` gets the span's fields to encode. Recomputed when processors are
+        added."""
+        from sidecar.telemetry.span_export import EncodingSpanProcessor
+
         processors = getattr(self._processor, "_span_processors", None)
         self._processors = processors
         if processors is None:
-            self._emitters = (self._processor.on_end,)
-        else:
-            self._emitters = tuple(_emitter(processor) for processor in processors)
-        return self._emitters
+            processors = (self._processor,)
+        encoders = [p for p in processors if type(p) is EncodingSpanProcessor and not self._bounded]
+        self._encoders = tuple(encoders)
+        self._emitters = tuple(_emitter(p) for p in processors if p not in encoders)
 
     def _bound(self, attributes: dict[str, Any], events: Sequence[Event]) -> tuple[Any, Sequence[Event]]:
         """As the SDK's span would: only when limits were configured."""
@@ -247,6 +273,15 @@ class OpenSpan:
         parent = self._parent
         return parent.context if isinstance(parent, OpenSpan) else parent
 
+    def parent_id(self) -> tuple[int | None, bool]:
+        """The parent's span id (None for a root) and whether it is remote (a client's)."""
+        parent = self._parent
+        if parent is None:
+            return None, False
+        if isinstance(parent, OpenSpan):
+            return parent.span_id, False
+        return parent.span_id, parent.is_remote
+
     @property
     def recording(self) -> bool:
         """False when sampled out (or already finished): then only its context is used."""
@@ -284,6 +319,10 @@ class OpenSpan:
 def _emitter(processor: SpanProcessor) -> Callable[[ReadableSpan], None]:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from sidecar.telemetry.span_export import EncodingSpanProcessor
+
+    if type(processor) is EncodingSpanProcessor:
+        return processor.emit  # span limits are set: the `ReadableSpan` carries what they dropped
     emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
     if type(processor) is BatchSpanProcessor and callable(emit):
         return emit  # type: ignore[no-any-return]

@@ -1,0 +1,145 @@
+"""The OTLP exporter's processor encodes each span as it finishes: what reaches the collector must
+be, message for message, what the SDK's own batch processor and the library's encoder send for
+the same spans — whichever way a span reaches it (Detour's span starter, `on_end`, the library's
+encoder for a value ours cannot write, span limits)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from sidecar.telemetry import span_export
+from sidecar.telemetry.settings import OtlpTarget
+from sidecar.telemetry.span_export import EncodingSpanProcessor, FastHttpSpans, otlp_span_processor
+from sidecar.telemetry.spans import SpanStarter
+from tests.telemetry.receivers import OtlpHttpReceiver
+
+CLIENT_CONTEXT = SpanContext(
+    0x4BF92F3577B34DA6A3CE929D0E0E4736,
+    0x00F067AA0BA902B7,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    trace_state=TraceState([("vendor", "value")]),
+)
+
+
+class Pipeline:
+    """A span starter exporting through an `EncodingSpanProcessor` to a real OTLP/HTTP receiver
+    and, side by side, through the SDK's `BatchSpanProcessor` to memory."""
+
+    def __init__(self, receiver: OtlpHttpReceiver, provider: TracerProvider) -> None:
+        self.receiver = receiver
+        self.memory = InMemorySpanExporter()
+        self.processors = SynchronousMultiSpanProcessor()
+        self.processors.add_span_processor(BatchSpanProcessor(self.memory))
+        self.encoding = EncodingSpanProcessor(FastHttpSpans(f"{receiver.endpoint}/v1/traces", None, 2.0))
+        self.processors.add_span_processor(self.encoding)
+        self.starter = SpanStarter(provider, self.processors, InstrumentationScope("detour", "1.0"))
+
+    def received(self) -> list[ExportTraceServiceRequest]:
+        assert self.processors.force_flush(5_000)
+        return list(self.receiver.received.traces)
+
+    def expected(self) -> ExportTraceServiceRequest:
+        return encode_spans(self.memory.get_finished_spans())
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    provider = TracerProvider(resource=Resource.create({"service.name": "app"}), shutdown_on_exit=False)
+    with OtlpHttpReceiver() as receiver:
+        built = Pipeline(receiver, provider)
+        yield built
+        built.processors.shutdown()
+
+
+def finish_a_request(starter: SpanStarter, attempt_attributes: dict[str, Any]) -> None:
+    """A SERVER span under a client's context, an attempt under it with an event and an error."""
+    server = starter.start("POST /v1/chat/completions", SpanKind.SERVER, CLIENT_CONTEXT)
+    attempt = starter.start("chat gpt-4o", SpanKind.CLIENT, server)
+    attempt.finish(
+        attempt_attributes,
+        [Event("detour.rate_limited", {"detour.limit.scope": "requests"}, 1_700_000_000_000_000_001)],
+        Status(StatusCode.ERROR, "429 from openai"),
+    )
+    server.finish({"http.response.status_code": 200, "detour.failover": True})
+
+
+def test_spans_finished_by_detour_reach_the_collector_as_the_library_writes_them(pipeline: Pipeline) -> None:
+    assert pipeline.starter._encoders == (pipeline.encoding,)
+    finish_a_request(pipeline.starter, {"gen_ai.request.model": "gpt-4o", "detour.attempt": 1})
+    finish_a_request(pipeline.starter, {"gen_ai.request.model": "gpt-4o", "detour.attempt": 2})
+    [request] = pipeline.received()
+    assert len(pipeline.memory.get_finished_spans()) == 4
+    assert request == pipeline.expected()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert spans[0].parent_span_id == spans[1].span_id, "the attempt's parent is its request"
+    assert spans[1].parent_span_id == CLIENT_CONTEXT.span_id.to_bytes(8, "big")
+    assert spans[1].trace_state == "vendor=value"
+
+
+def test_a_value_only_the_library_writes_goes_through_its_encoder_for_that_span(pipeline: Pipeline) -> None:
+    finish_a_request(pipeline.starter, {"huge": 2**64, "ok": 1})  # beyond int64: ours refuses
+    finish_a_request(pipeline.starter, {"ok": 2})
+    [request] = pipeline.received()
+    assert request == pipeline.expected()
+    attempt = request.resource_spans[0].scope_spans[0].spans[0]
+    assert [pair.key for pair in attempt.attributes] == ["ok"], "the library drops it, and logs why"
+
+
+def test_spans_handed_to_on_end_are_encoded_and_unsampled_ones_dropped(pipeline: Pipeline) -> None:
+    def readable(name: str, flags: int) -> ReadableSpan:
+        context = SpanContext(CLIENT_CONTEXT.trace_id, 7, False, TraceFlags(flags))
+        return ReadableSpan(name=name, context=context, attributes={"n": 1}, start_time=1, end_time=2)
+
+    kept = readable("kept", TraceFlags.SAMPLED)
+    pipeline.encoding.on_end(kept)
+    pipeline.encoding.on_end(readable("dropped", TraceFlags.DEFAULT))
+    [request] = pipeline.received()
+    assert request == encode_spans([kept])
+
+
+def test_with_span_limits_set_the_span_goes_through_the_sdks_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "1")
+    provider = TracerProvider(shutdown_on_exit=False)
+    with OtlpHttpReceiver() as receiver:
+        bounded = Pipeline(receiver, provider)
+        assert bounded.starter._encoders == (), "limits: the ReadableSpan carries what they dropped"
+        bounded.starter.start("s", SpanKind.SERVER, None).finish({"a": 1, "b": 2})
+        [request] = bounded.received()
+        bounded.processors.shutdown()
+    assert request == bounded.expected()
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert (len(span.attributes), span.dropped_attributes_count) == (1, 1)
+
+
+def test_the_otlp_processor_encodes_as_spans_finish_only_when_its_exporter_can_send_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    http = OtlpTarget(protocol="http/protobuf", endpoint="http://127.0.0.1:9/v1/traces")
+    grpc = OtlpTarget(protocol="grpc", endpoint="127.0.0.1:9", insecure=True)
+    for target in (http, grpc):
+        processor = otlp_span_processor(target)
+        assert type(processor) is EncodingSpanProcessor, target.protocol
+        processor.shutdown()
+
+    class WithoutThePieces(FastHttpSpans):  # a later library without what `export` relies on
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.fast = False
+
+    monkeypatch.setattr(span_export, "FastHttpSpans", WithoutThePieces)
+    processor = otlp_span_processor(http)
+    assert type(processor) is BatchSpanProcessor
+    processor.shutdown()
