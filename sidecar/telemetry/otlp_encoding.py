@@ -9,7 +9,8 @@ per batch, and each span is a join of byte strings: ~5 µs per span.
 
 The bytes are the message the library's `encode_spans` builds, field for field (the tests parse
 both and compare). Anything this encoder does not know how to write — a value of another type —
-raises `UnsupportedValue`, and the caller falls back to the library's encoder for that batch.
+raises `UnsupportedValue` (`otlp_wire`), and the library's encoder writes that batch, or that span
+(`encode_one`), instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanContext as _SpanContext
 from opentelemetry.trace import SpanKind as _SpanKind
 from opentelemetry.trace import StatusCode as _StatusCode
+
+from sidecar.telemetry.otlp_wire import UnsupportedValue
+from sidecar.telemetry.otlp_wire import field as _field
+from sidecar.telemetry.otlp_wire import key_value as _key_value
+from sidecar.telemetry.otlp_wire import varint as _varint
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -41,17 +47,11 @@ _EVENT_TIME, _EVENT_NAME, _EVENT_ATTRIBUTES, _EVENT_DROPPED = 0x09, 0x12, 0x1A, 
 _LINK_ATTRIBUTES = 0x22
 _LINK_DROPPED, _LINK_FLAGS = 0x28, 0x35
 _STATUS_MESSAGE, _STATUS_CODE = 0x12, 0x18
-_KV_KEY, _KV_VALUE = 0x0A, 0x12
-_ANY_STRING, _ANY_BOOL, _ANY_INT, _ANY_DOUBLE, _ANY_ARRAY, _ANY_KVLIST, _ANY_BYTES = (
-    0x0A, 0x10, 0x18, 0x21, 0x2A, 0x32, 0x3A,
-)  # fmt: skip
-_LIST_VALUES = 0x0A  # ArrayValue.values = 1, KeyValueList.values = 1
 
 # SpanFlags: the exporters say whether the parent is remote (and that they know).
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _FIXED32 = struct.Struct("<I")
 _FIXED64 = struct.Struct("<Q")
-_DOUBLE = struct.Struct("<d")
 # SpanKind INTERNAL=0 … CONSUMER=4 are OTLP's SPAN_KIND_INTERNAL=1 … SPAN_KIND_CONSUMER=5.
 _KINDS = tuple(bytes((_SPAN_KIND, kind + 1)) for kind in range(5))
 _SERVER, _CLIENT = _KINDS[1], _KINDS[2]  # SpanKind.SERVER.value == 1, CLIENT 2
@@ -70,56 +70,6 @@ CACHED_VALUE_LIMIT = 256  # longer strings are encoded every time, not kept
 # A span encoded as it finished: its resource and scope (what the batch groups it under) and its
 # `ScopeSpans.spans` field.
 EncodedSpan = tuple[Any, Any, bytes]
-
-
-class UnsupportedValue(TypeError):
-    """An attribute value this encoder does not write; the library's encoder is used instead."""
-
-
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64  # int64: two's complement, ten bytes
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
-
-
-def _any_value(value: Any) -> bytes:
-    """An `AnyValue`'s body, as the library's `_encode_value` chooses the field (bool before int)."""
-    if value is None:
-        return b""
-    if isinstance(value, bool):
-        return bytes((_ANY_BOOL, 1 if value else 0))
-    if isinstance(value, str):
-        return _field(_ANY_STRING, value.encode())
-    if isinstance(value, int):
-        if not -(1 << 63) <= value < 1 << 63:
-            raise UnsupportedValue("an integer outside int64")
-        return bytes((_ANY_INT,)) + _varint(value)
-    if isinstance(value, float):
-        return bytes((_ANY_DOUBLE,)) + _DOUBLE.pack(value)
-    if isinstance(value, bytes):
-        return _field(_ANY_BYTES, value)
-    if isinstance(value, Sequence):
-        return _field(_ANY_ARRAY, b"".join(_field(_LIST_VALUES, _any_value(item)) for item in value))
-    if isinstance(value, Mapping):
-        pairs = b"".join(_field(_LIST_VALUES, _key_value(str(k), v)) for k, v in value.items())
-        return _field(_ANY_KVLIST, pairs)
-    raise UnsupportedValue(f"a value of type {type(value).__name__}")
-
-
-def _key_value(key: str, value: Any) -> bytes:
-    key_part = _field(_KV_KEY, key.encode()) if key else b""  # proto3: an empty string is not written
-    return key_part + _field(_KV_VALUE, _any_value(value))
 
 
 class SpanEncoder:
@@ -179,16 +129,20 @@ class SpanEncoder:
         return b"".join(out)
 
     def encode_one(self, span: ReadableSpan) -> EncodedSpan:
-        """One span, encoded when it finishes, for `encode` to join into a batch later. A value
-        this encoder cannot write is written by the library's encoder, for this span alone."""
+        """One span, encoded when it finishes, for `encode` to join into a batch later. Anything
+        this encoder cannot write (a value of another type, a name that is not valid Unicode) is
+        written by the library's encoder, for this span alone."""
         try:
             encoded = self._span(span)
-        except UnsupportedValue:
+        except (UnsupportedValue, UnicodeEncodeError):
             encoded = _library_span(span)
         return span.resource, span.instrumentation_scope or None, encoded
 
     def _remember_resource(self, resource: Any) -> None:
-        body = self._attributes_of(_RESOURCE_ATTRIBUTES, resource.attributes)
+        try:
+            body = self._attributes_of(_RESOURCE_ATTRIBUTES, resource.attributes)
+        except (UnsupportedValue, UnicodeEncodeError):
+            body = _library_parts(resource, None).resource.SerializePartialToString()
         schema = resource.schema_url
         schema_part = _field(_RS_SCHEMA_URL, schema.encode()) if schema else b""
         self._resources[id(resource)] = (resource, _field(_RS_RESOURCE, body), schema_part)
@@ -196,7 +150,11 @@ class SpanEncoder:
     def _remember_scope(self, scope: Any) -> None:
         schema = scope.schema_url if scope is not None else ""
         schema_part = _field(_SS_SCHEMA_URL, schema.encode()) if schema else b""
-        self._scopes[id(scope)] = (scope, _field(_SS_SCOPE, self._scope(scope)), schema_part)
+        try:
+            body = self._scope(scope)
+        except (UnsupportedValue, UnicodeEncodeError):
+            body = _library_parts(None, scope).scope_spans[0].scope.SerializePartialToString()
+        self._scopes[id(scope)] = (scope, _field(_SS_SCOPE, body), schema_part)
 
     def _scope(self, scope: Any) -> bytes:
         if scope is None:
@@ -390,11 +348,24 @@ class SpanEncoder:
 
 
 def _library_span(span: ReadableSpan) -> bytes:
-    """The `ScopeSpans.spans` field of one span, as the library's encoder writes it."""
+    """The `ScopeSpans.spans` field of one span, as the library's encoder writes it (it drops,
+    and logs, an attribute it cannot write)."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     message = encode_spans([span]).resource_spans[0].scope_spans[0].spans[0]
     return _field(_SS_SPANS, message.SerializePartialToString())
+
+
+def _library_parts(resource: Any, scope: Any) -> Any:
+    """The `ResourceSpans` message the library writes for a span of `resource` and `scope`, for
+    the resource or scope part this encoder could not write."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    resource = resource if resource is not None else Resource.get_empty()
+    span = ReadableSpan("", _SpanContext(1, 1, False), resource=resource, instrumentation_scope=scope)
+    return encode_spans([span]).resource_spans[0]
 
 
 def _ids(trace_id: int, span_id: int) -> bytes:

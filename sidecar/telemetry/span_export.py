@@ -9,6 +9,7 @@ the batch. A span the fast encoder cannot write goes through the library's encod
 everything if a later library version no longer has the pieces this relies on: then exporting is
 slower, never wrong.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from sidecar.telemetry.otlp_encoding import EncodedSpan, SpanEncoder, UnsupportedValue
+from sidecar.telemetry.otlp_encoding import EncodedSpan, SpanEncoder
+from sidecar.telemetry.otlp_wire import UnsupportedValue
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -44,7 +46,7 @@ def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
     else:
         headers = dict(target.headers) or None
         exporter = FastHttpSpans(endpoint=target.endpoint, headers=headers, timeout=target.timeout_s)
-    if getattr(exporter, "fast", True):
+    if getattr(exporter, "fast", False):
         return EncodingSpanProcessor(exporter)
     return BatchSpanProcessor(exporter)
 
@@ -59,22 +61,35 @@ class EncodingSpanProcessor(BatchSpanProcessor):
     (docs/benchmarks.md, "Where the exporting tail came from"). Encoded one at a time, a span
     costs the thread finishing it — the event loop, after the response went out — a few
     microseconds, and the export thread only joins bytes and sends them. The queue then holds
-    bytes, which the cyclic garbage collector does not walk, rather than span objects."""
+    one small tuple per span — resource, scope, bytes — rather than a span's graph of objects for
+    the cyclic garbage collector to walk.
+
+    Whatever goes wrong in encoding stays here: the span goes through the library's encoder
+    instead (which drops, and logs, an attribute it cannot write), or — should that fail too — is
+    dropped and logged, never raised into the request that finished it."""
 
     def __init__(self, exporter: SpanExporter) -> None:
         super().__init__(exporter)
         # The finishing thread's own encoder (the export thread joins batches with the exporter's):
         # Detour finishes its spans on the event loop.
         self._encoder = SpanEncoder()
+        self._dropped = 0
         self._queue: Callable[[EncodedSpan], None] = self._batch_processor.emit  # type: ignore[assignment]
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context and span.context.trace_flags.sampled:
-            self._queue(self._encoder.encode_one(span))
+            self.emit(span)
 
     def emit(self, span: ReadableSpan) -> None:
         """`on_end` for a span known to be sampled (`spans.SpanStarter`'s)."""
-        self._queue(self._encoder.encode_one(span))
+        try:
+            encoded = self._encoder.encode_one(span)
+        except Exception:
+            self._dropped += 1
+            if self._dropped == 1:
+                log.exception("a span could not be encoded and was dropped: %s", span.name)
+            return
+        self._queue(encoded)
 
     def emit_open(
         self,
@@ -95,7 +110,7 @@ class EncodingSpanProcessor(BatchSpanProcessor):
                 span.trace_id, span.span_id, span.trace_state, parent_id, parent_is_remote,
                 span.name, span.kind, span.start_ns, end_ns, attributes, events, status,
             )  # fmt: skip
-        except UnsupportedValue:
+        except Exception:  # `UnsupportedValue`, or a bug here: the library's encoder gets it
             return False
         self._queue((resource, scope, message))
         return True
@@ -111,9 +126,7 @@ class _Encoding:
     def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
         try:
             return self._encoder.encode(spans)
-        except UnsupportedValue as exc:
-            if spans and type(spans[0]) is tuple:
-                raise  # encoded spans under a resource the library could not encode either
+        except UnsupportedValue as exc:  # never for encoded spans: they were written already
             self.fallbacks += 1
             if self.fallbacks == 1:
                 log.info("a span batch went through the library's OTLP encoder (%s)", exc)
@@ -177,6 +190,9 @@ def _grpc_exporter(target: OtlpTarget) -> SpanExporter:
                 timeout=target.timeout_s,
             )
             self.encoding = _Encoding()
+            # What sending encoded spans relies on (opentelemetry-exporter-otlp-proto-grpc 1.45):
+            # `_export` turning the batch into the request through `_translate_data`.
+            self.fast = all(hasattr(self, name) for name in ("_export", "_translate_data", "_count_data"))
 
         def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
             request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(

@@ -5,6 +5,8 @@ encoder for a value ours cannot write, span limits)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,10 +22,11 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.trace.span import TraceState
 
 from sidecar.telemetry import span_export
+from sidecar.telemetry.sampling import KeepEvidence
 from sidecar.telemetry.settings import OtlpTarget
 from sidecar.telemetry.span_export import EncodingSpanProcessor, FastHttpSpans, otlp_span_processor
 from sidecar.telemetry.spans import SpanStarter
-from tests.telemetry.receivers import OtlpHttpReceiver
+from tests.telemetry.receivers import OtlpGrpcReceiver, OtlpHttpReceiver
 
 CLIENT_CONTEXT = SpanContext(
     0x4BF92F3577B34DA6A3CE929D0E0E4736,
@@ -35,16 +38,22 @@ CLIENT_CONTEXT = SpanContext(
 
 
 class Pipeline:
-    """A span starter exporting through an `EncodingSpanProcessor` to a real OTLP/HTTP receiver
-    and, side by side, through the SDK's `BatchSpanProcessor` to memory."""
+    """A span starter exporting through the OTLP processor (`otlp_span_processor`: HTTP or gRPC)
+    to a real receiver and, side by side, through the SDK's `BatchSpanProcessor` to memory."""
 
-    def __init__(self, receiver: OtlpHttpReceiver, provider: TracerProvider) -> None:
+    def __init__(self, receiver: OtlpHttpReceiver | OtlpGrpcReceiver, provider: TracerProvider) -> None:
         self.receiver = receiver
         self.memory = InMemorySpanExporter()
         self.processors = SynchronousMultiSpanProcessor()
         self.processors.add_span_processor(BatchSpanProcessor(self.memory))
-        self.encoding = EncodingSpanProcessor(FastHttpSpans(f"{receiver.endpoint}/v1/traces", None, 2.0))
-        self.processors.add_span_processor(self.encoding)
+        if isinstance(receiver, OtlpGrpcReceiver):
+            target = OtlpTarget(protocol="grpc", endpoint=receiver.endpoint, insecure=True, timeout_s=2.0)
+        else:
+            target = OtlpTarget("http/protobuf", f"{receiver.endpoint}/v1/traces", timeout_s=2.0)
+        encoding = otlp_span_processor(target)
+        assert type(encoding) is EncodingSpanProcessor
+        self.encoding = encoding
+        self.processors.add_span_processor(encoding)
         self.starter = SpanStarter(provider, self.processors, InstrumentationScope("detour", "1.0"))
 
     def received(self) -> list[ExportTraceServiceRequest]:
@@ -55,13 +64,20 @@ class Pipeline:
         return encode_spans(self.memory.get_finished_spans())
 
 
-@pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
-    provider = TracerProvider(resource=Resource.create({"service.name": "app"}), shutdown_on_exit=False)
-    with OtlpHttpReceiver() as receiver:
+@contextlib.contextmanager
+def pipeline_to(protocol: str, provider: TracerProvider | None = None) -> Iterator[Pipeline]:
+    if provider is None:
+        provider = TracerProvider(resource=Resource.create({"service.name": "app"}), shutdown_on_exit=False)
+    with OtlpGrpcReceiver() if protocol == "grpc" else OtlpHttpReceiver() as receiver:
         built = Pipeline(receiver, provider)
         yield built
         built.processors.shutdown()
+
+
+@pytest.fixture(params=["http/protobuf", "grpc"])
+def pipeline(request: pytest.FixtureRequest) -> Iterator[Pipeline]:
+    with pipeline_to(request.param) as built:
+        yield built
 
 
 def finish_a_request(starter: SpanStarter, attempt_attributes: dict[str, Any]) -> None:
@@ -112,27 +128,60 @@ def test_spans_handed_to_on_end_are_encoded_and_unsampled_ones_dropped(pipeline:
 
 def test_with_span_limits_set_the_span_goes_through_the_sdks_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "1")
-    provider = TracerProvider(shutdown_on_exit=False)
-    with OtlpHttpReceiver() as receiver:
-        bounded = Pipeline(receiver, provider)
+    with pipeline_to("http/protobuf") as bounded:
         assert bounded.starter._encoders == (), "limits: the ReadableSpan carries what they dropped"
         bounded.starter.start("s", SpanKind.SERVER, None).finish({"a": 1, "b": 2})
         [request] = bounded.received()
-        bounded.processors.shutdown()
-    assert request == bounded.expected()
+        assert request == bounded.expected()
     span = request.resource_spans[0].scope_spans[0].spans[0]
     assert (len(span.attributes), span.dropped_attributes_count) == (1, 1)
+
+
+def test_spans_recorded_for_their_evidence_are_sent_as_the_library_writes_them() -> None:
+    # A success ratio of 0: spans are recorded but not sampled, and finished (marked sampled)
+    # only when their request held a rate limit, a failover or an error.
+    provider = TracerProvider(sampler=KeepEvidence(0.0), shutdown_on_exit=False)
+    with pipeline_to("http/protobuf", provider) as evidence:
+        server = evidence.starter.start("POST /v1/chat/completions", SpanKind.SERVER, None)
+        assert server.recording
+        assert not server.sampled
+        finish_a_request(evidence.starter, {"gen_ai.request.model": "gpt-4o"})
+        [request] = evidence.received()
+        assert request == evidence.expected()
+    assert len(request.resource_spans[0].scope_spans[0].spans) == 2
+
+
+def test_a_resource_only_the_library_writes_is_written_by_it() -> None:
+    provider = TracerProvider(resource=Resource.create({"big": 2**64, "ok": "yes"}), shutdown_on_exit=False)
+    with pipeline_to("http/protobuf", provider) as unusual:
+        finish_a_request(unusual.starter, {"n": 1})
+        [request] = unusual.received()
+        assert request == unusual.expected()
+    keys = [pair.key for pair in request.resource_spans[0].resource.attributes]
+    assert "ok" in keys
+    assert "big" not in keys, "the library drops it, and logs why"
+
+
+def test_what_no_encoder_can_write_never_reaches_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    with pipeline_to("http/protobuf") as broken:
+        # Not valid Unicode: ours refuses the attribute, the library drops it (and logs why).
+        finish_a_request(broken.starter, {"bad": "\ud800", "ok": 1})
+        # Not valid Unicode in a span's name: the library cannot write the span at all.
+        with caplog.at_level(logging.ERROR, "detour.telemetry"):
+            broken.starter.start("bad \ud800", SpanKind.SERVER, None).finish({})
+        [request] = broken.received()
+        spans = broken.memory.get_finished_spans()
+        assert [span.name for span in spans][-1] == "bad \ud800", "the other processors still got it"
+        assert request == encode_spans(spans[:-1])
+    attempt = request.resource_spans[0].scope_spans[0].spans[0]
+    assert [pair.key for pair in attempt.attributes] == ["ok"]
+    assert any("could not be encoded" in record.getMessage() for record in caplog.records)
 
 
 def test_the_otlp_processor_encodes_as_spans_finish_only_when_its_exporter_can_send_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     http = OtlpTarget(protocol="http/protobuf", endpoint="http://127.0.0.1:9/v1/traces")
-    grpc = OtlpTarget(protocol="grpc", endpoint="127.0.0.1:9", insecure=True)
-    for target in (http, grpc):
-        processor = otlp_span_processor(target)
-        assert type(processor) is EncodingSpanProcessor, target.protocol
-        processor.shutdown()
 
     class WithoutThePieces(FastHttpSpans):  # a later library without what `export` relies on
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -15,7 +15,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from sidecar.telemetry import otlp_encoding
-from sidecar.telemetry.otlp_encoding import SpanEncoder, UnsupportedValue
+from sidecar.telemetry.otlp_encoding import SpanEncoder
+from sidecar.telemetry.otlp_wire import UnsupportedValue
 from sidecar.telemetry.span_export import _Encoding
 
 RESOURCE = Resource.create({"service.name": "detour", "k8s.pod.name": "app-1"})
