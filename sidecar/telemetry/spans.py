@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -45,7 +46,7 @@ _UNSET = Status()
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
 _TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # sampled and random-trace-id bits
-_DEFAULT_LIMITS = (128, None, 128, None)
+_DEFAULT_LIMITS = (128, None, 128, None, 128)  # what `SpanStarter` compares (Detour's spans have no links)
 _TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio rule looks at the lower 64 bits
 
 
@@ -71,6 +72,7 @@ class SpanStarter:
             limits.max_span_attribute_length,
             limits.max_event_attributes,
             limits.max_attribute_length,
+            limits.max_events,
         ) != _DEFAULT_LIMITS
         self._processors: object = None  # the processors `_emitters` was computed for
         self._emitters: tuple[Callable[[ReadableSpan], None], ...] = ()
@@ -208,20 +210,23 @@ class SpanStarter:
             immutable=True,
             max_value_len=limits.max_span_attribute_length,
         )
-        kept = events[-limits.max_events :] if limits.max_events else ()
-        return bounded, [
-            Event(
-                event.name,
-                BoundedAttributes(
-                    limits.max_event_attributes,
-                    event.attributes,
-                    immutable=True,
-                    max_value_len=limits.max_attribute_length,
-                ),
-                event.timestamp,
-            )
-            for event in kept
-        ]
+        # The span's own list: the oldest events go first, and it counts what it dropped.
+        return bounded, BoundedList.from_seq(
+            limits.max_events,
+            [
+                Event(
+                    event.name,
+                    BoundedAttributes(
+                        limits.max_event_attributes,
+                        event.attributes,
+                        immutable=True,
+                        max_value_len=limits.max_attribute_length,
+                    ),
+                    event.timestamp,
+                )
+                for event in events
+            ],
+        )
 
 
 class OpenSpan:

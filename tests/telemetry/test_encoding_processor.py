@@ -137,6 +137,20 @@ def test_with_span_limits_set_the_span_goes_through_the_sdks_bounds(monkeypatch:
     assert (len(span.attributes), span.dropped_attributes_count) == (1, 1)
 
 
+def test_an_event_count_limit_keeps_the_latest_events_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "1")
+    events = [Event(f"detour.failover {index}", {"n": index}, index + 1) for index in range(3)]
+    with pipeline_to("http/protobuf") as bounded:
+        bounded.starter.start("s", SpanKind.SERVER, None).finish({"a": 1}, events)
+        [request] = bounded.received()
+        assert request == bounded.expected()
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert [event.name for event in span.events] == ["detour.failover 2"]
+    assert span.dropped_events_count == 2
+
+
 def test_spans_recorded_for_their_evidence_are_sent_as_the_library_writes_them() -> None:
     # A success ratio of 0: spans are recorded but not sampled, and finished (marked sampled)
     # only when their request held a rate limit, a failover or an error.
