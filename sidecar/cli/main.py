@@ -46,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reload-interval", type=float, default=0.5, help="seconds between checks of --config FILE"
     )
     serve.add_argument("--host", default=None, help="bind address (default: server.host or 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default: server.port or 8081)")
+    serve.add_argument(
+        "--port", type=_port_or_any, default=None, help="port (default: server.port or 8081; 0: any free one)"
+    )
     serve.add_argument(
         "--health-port",
-        type=int,
-        default=_int_env("DETOUR_HEALTH_PORT"),
+        type=_port,
+        default=os.environ.get("DETOUR_HEALTH_PORT") or None,  # a string default goes through `type`
         help="also serve /healthz and /readyz (only) on this port on every interface, for kubelet "
         "probes; the API stays on --host (env DETOUR_HEALTH_PORT)",
     )
@@ -99,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=os.environ.get("DETOUR_LOG_LEVEL", "info"))
     serve.add_argument(
         "--metrics-port",
-        type=int,
-        default=_int_env("DETOUR_METRICS_PORT"),
+        type=_port_or_any,
+        default=os.environ.get("DETOUR_METRICS_PORT") or None,
         help="serve Prometheus metrics on this port (no collector needed; env DETOUR_METRICS_PORT)",
     )
     serve.add_argument(
@@ -301,16 +303,12 @@ _milliseconds_or_off = _number_type(
 )
 _count_or_off = _number_type(int, lambda value: value >= 0, "a whole number (0: off)")
 _port = _number_type(int, lambda value: 1 <= value <= 65535, "a port from 1 to 65535")
+_port_or_any = _number_type(int, lambda value: 0 <= value <= 65535, "a port from 0 (any free one) to 65535")
 
 
 def _port_or_off(text: str) -> int:
     """An argparse type: a TCP port, or 0 for "off"."""
     return 0 if text.strip() == "0" else _port(text)
-
-
-def _int_env(name: str) -> int | None:
-    text = os.environ.get(name)
-    return int(text) if text else None
 
 
 # The limits that protect the process (docs/operations.md): flag, type, default, what it bounds.

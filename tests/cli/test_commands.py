@@ -189,3 +189,38 @@ def test_the_demo_shows_failover_and_recovery_through_the_openai_sdk() -> None:
     assert "failover openai-primary → anthropic-alt" in out
     assert "back on openai-primary" in out
     assert "→ anthropic-alt" in out
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "text", "expected"),
+    [
+        ("--port", None, "70000", "a port from 0 (any free one) to 65535"),
+        ("--port", None, "http", "a port from 0 (any free one) to 65535"),
+        ("--health-port", "DETOUR_HEALTH_PORT", "0", "a port from 1 to 65535"),
+        ("--health-port", "DETOUR_HEALTH_PORT", "eighty", "a port from 1 to 65535"),
+        ("--metrics-port", "DETOUR_METRICS_PORT", "-1", "a port from 0 (any free one) to 65535"),
+        ("--metrics-port", "DETOUR_METRICS_PORT", "9090x", "a port from 0 (any free one) to 65535"),
+    ],
+)
+def test_a_port_that_is_not_one_is_a_usage_error_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str, env: str | None,
+    text: str, expected: str,
+) -> None:  # fmt: skip
+    attempts = [["serve", "--config", "r.yaml", flag, text]]
+    if env is not None:  # from the environment too: a usage error, not a traceback
+        monkeypatch.setenv(env, text)
+        attempts.append(["serve", "--config", "r.yaml"])
+    for args in attempts:
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args(args)
+        assert exited.value.code == 2
+        assert f"{flag}: expected {expected}, got {text!r}" in capsys.readouterr().err
+
+
+def test_ports_come_from_the_flag_else_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DETOUR_HEALTH_PORT", "8083")
+    monkeypatch.setenv("DETOUR_METRICS_PORT", "")  # set but empty: not asked for
+    parsed = build_parser().parse_args(["serve", "--config", "r.yaml", "--port", "0"])
+    assert (parsed.port, parsed.health_port, parsed.metrics_port) == (0, 8083, None)
+    parsed = build_parser().parse_args(["serve", "--config", "r.yaml", "--health-port", "9000"])
+    assert (parsed.port, parsed.health_port) == (None, 9000)
