@@ -126,7 +126,7 @@ class _Encoding:
     def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
         try:
             return self._encoder.encode(spans)
-        except UnsupportedValue as exc:  # never for encoded spans: they were written already
+        except (UnsupportedValue, UnicodeEncodeError) as exc:  # never for spans encoded already
             self.fallbacks += 1
             if self.fallbacks == 1:
                 log.info("a span batch went through the library's OTLP encoder (%s)", exc)

@@ -175,6 +175,9 @@ def test_a_value_it_cannot_write_falls_back_to_the_library(caplog: pytest.LogCap
         encoding.encode(spans)
     assert data == encode_spans(spans).SerializePartialToString()
     assert encoding.fallbacks == 2
+    not_unicode = [span(attributes={"bad \ud800": 1, "ok": 2})]  # a key no encoder can write
+    assert encoding.encode(not_unicode) == encode_spans(not_unicode).SerializePartialToString()
+    assert encoding.fallbacks == 3
     assert sum("library's OTLP encoder" in record.getMessage() for record in caplog.records) == 1
 
 
