@@ -102,6 +102,48 @@ async def test_the_cap_counts_decoded_bytes() -> None:
         await answer.read()
 
 
+async def test_an_encoded_body_is_read_decoded_and_a_plain_one_as_it_came() -> None:
+    text = b'{"id": "chatcmpl-1", "choices": []}'
+    encoded = response(CountingBody([gzip.compress(text)]), {"content-encoding": "gzip"})
+    plain = response(CountingBody([text[:10], text[10:]]))
+
+    assert await encoded.read() == text
+    assert await plain.read() == text
+
+
+class IteratorBody(httpx.AsyncByteStream):
+    """A stream whose iterator is an object, not an async generator (it has no `aclose`)."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = iter(parts)
+        self.closed = False
+
+    def __aiter__(self) -> IteratorBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return next(self.parts)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_transport_stream_that_is_not_a_generator_is_read_and_capped_too() -> None:
+    whole = UpstreamResponse(httpx.Response(200, stream=IteratorBody([b"ab", b"cd"])))
+    capped_body = IteratorBody([b"x" * 10] * 5)
+    capped = UpstreamResponse(httpx.Response(200, stream=capped_body))
+    capped.max_body_bytes = 25
+
+    assert await whole.read() == b"abcd"
+    with pytest.raises(UpstreamStreamError):
+        await capped.read()
+    assert capped_body.closed, "the connection is released"
+    assert next(capped_body.parts) == b"x" * 10, "reading stopped at the cap"
+
+
 async def test_the_provider_client_sets_its_providers_cap_on_every_response() -> None:
     class Transport:
         async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> UpstreamResponse:
