@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -34,11 +34,37 @@ DEFAULT_BASE_URLS = {
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
+# What goes into a header sent to a provider is checked here, so a key pasted with a line break or
+# typographic quotes is a config error at load, not a failure of every request. Messages never
+# quote the value: it may be a credential.
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_TEXT = re.compile(r"[\x20-\x7e\t]*")
+
+
+def _header_name(name: str) -> str:
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError("not an HTTP header name: letters, digits and !#$%&'*+-.^_`|~ only")
+    return name
+
+
+def _header_text(text: str) -> str:
+    if not _FIELD_TEXT.fullmatch(text):
+        raise ValueError(
+            "must be printable ASCII on one line, as it is sent in an HTTP header"
+            " (a key file's trailing line break counts)"
+        )
+    return text
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
+
+
 class ProviderConfig(_Strict):
     type: ProviderType
     base_url: str | None = None
-    api_key: str | None = Field(default=None, repr=False)
-    headers: dict[str, str] = Field(default_factory=dict)
+    api_key: HeaderText | None = Field(default=None, repr=False)
+    headers: dict[HeaderName, HeaderText] = Field(default_factory=dict)
     timeout_secs: float = Field(default=60, gt=0)
     connect_timeout_secs: float = Field(default=10, gt=0)
     first_token_timeout_secs: float | None = Field(default=None, gt=0)

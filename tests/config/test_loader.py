@@ -214,6 +214,42 @@ def test_a_secret_value_never_appears_in_a_config_error(
     assert all(SECRET not in problem.message for problem in caught.value.problems)
 
 
+@pytest.mark.parametrize(
+    ("secret", "name"),
+    [
+        (SECRET + "\n", "x-gateway"),  # a key file's trailing newline, through the environment
+        ("\u201c" + SECRET + "\u201d", "x-gateway"),  # pasted with typographic quotes
+        (SECRET + "\r\nx-injected: 1", "x-gateway"),  # would split the request's header
+        (SECRET, "x gateway"),  # a name that is no header name
+    ],
+)
+def test_what_cannot_go_into_a_header_is_a_config_error_naming_its_path(
+    minimal: dict[str, Any], dump: Dump, secret: str, name: str
+) -> None:
+    minimal["providers"]["openai-primary"]["api_key"] = "$SECRET"
+    minimal["providers"]["openai-backup"]["headers"] = {name: "$SECRET"}
+
+    with pytest.raises(ConfigError) as caught:
+        load(dump(minimal), {"SECRET": secret})
+
+    paths = {problem.path for problem in caught.value.problems}
+    if name == "x-gateway":
+        assert paths == {"providers.openai-primary.api_key", "providers.openai-backup.headers.x-gateway"}
+    else:
+        assert paths == {"providers.openai-backup.headers.x gateway"}
+    assert SECRET not in str(caught.value)
+
+
+def test_printable_ascii_keys_and_header_values_load(minimal: dict[str, Any], dump: Dump) -> None:
+    minimal["providers"]["openai-primary"]["api_key"] = "$SECRET"
+    minimal["providers"]["openai-backup"]["headers"] = {"X-Gateway_Key.1": "a b\tc ~!@#$%^&*()"}
+
+    loaded = load(dump(minimal), {"SECRET": SECRET})
+
+    assert loaded.config.providers["openai-primary"].api_key == SECRET
+    assert loaded.config.providers["openai-backup"].headers == {"X-Gateway_Key.1": "a b\tc ~!@#$%^&*()"}
+
+
 # A value its YAML tag cannot convert: PyYAML raises Python's own exceptions quoting the text.
 WRITTEN_SECRET = "sk-secret123"
 PROVIDER_LINE = "  openai-primary: {type: openai, api_key: %s}\n"

@@ -265,3 +265,25 @@ async def test_a_configured_api_key_replaces_the_clients_credential() -> None:
     assert primary.requests[0].headers["authorization"] == "Bearer sk-configured"
     assert "sk-client-own" not in orjson.dumps([r.headers for r in primary.requests]).decode()
     assert "sk-configured" not in state.text
+
+
+async def test_a_client_header_beyond_ascii_is_passed_on_not_a_500() -> None:
+    """A forwarded header holding UTF-8 text (an organisation name, say) reaches the provider as it
+    was sent; a request with ASCII headers keeps the provider's wire request as before."""
+    async with SimulatedProvider("openai") as upstream:
+        text = config_text(
+            {"only": provider("openai", upstream.base_url)}, [limits_alternative_rule(["only"], [])]
+        )
+        async with running_sidecar(text) as detour, httpx.AsyncClient(base_url=detour.url) as client:
+            utf8 = {**AUTH, "openai-organization": "Société Générale".encode()}
+            beyond = await client.post("/v1/chat/completions", json=chat(), headers=utf8)  # type: ignore[arg-type]
+            plain = await client.post("/v1/chat/completions", json=chat(), headers=AUTH)
+
+    assert (beyond.status_code, plain.status_code) == (200, 200)
+    first, second = upstream.requests
+    assert first.headers["openai-organization"] == "Société Générale"
+    assert first.headers["authorization"] == second.headers["authorization"] == "Bearer sk-client"
+    for recorded in (first, second):
+        assert recorded.headers["host"] == f"127.0.0.1:{upstream.port}"
+        assert recorded.headers["content-length"] == str(len(orjson.dumps(recorded.body)))
+        assert "transfer-encoding" not in recorded.headers
