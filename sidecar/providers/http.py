@@ -54,8 +54,7 @@ class UpstreamResponse:
         self._response = response
         self._on_close: Callable[[], None] | None = None
         self.status = response.status_code
-        # Lower-cased keys; repeated headers joined, as the rate-limit parsers expect one value.
-        self.headers: dict[str, str] = {key: value for key, value in response.headers.items()}
+        self.headers = _header_dict(response.headers.raw)
         # The most `read` buffers; the provider client sets its provider's `max_response_bytes`.
         self.max_body_bytes = DEFAULT_MAX_RESPONSE_BYTES
 
@@ -162,6 +161,25 @@ class HttpxTransport:
 
     async def close(self) -> None:
         await self._transport.aclose()
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-cased names; a repeated header joined with ", ", as the rate-limit parsers expect one
+    value. Decoded as httpx's `Headers.items()` would — UTF-8 (so ASCII) when every name and value
+    is, else Latin-1 for all — without first scanning them all to find out."""
+    try:
+        return _decoded(raw, "utf-8")
+    except UnicodeDecodeError:
+        return _decoded(raw, "latin-1")
+
+
+def _decoded(raw: list[tuple[bytes, bytes]], encoding: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.lower().decode(encoding)
+        text = value.decode(encoding)
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
 
 
 def _transport_request(request: UpstreamRequest, url: httpx.URL, extensions: dict[str, Any]) -> httpx.Request:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.config.models import DEFAULT_MAX_RESPONSE_BYTES, ProviderConfig, ProviderType
 from sidecar.errors import UpstreamStreamError
@@ -201,3 +203,17 @@ async def test_over_the_real_transport_a_body_over_the_cap_is_abandoned_mid_way(
         await runner.cleanup()
 
     assert written < total_chunks // 4, "the server could not send the whole body: it was not read"
+
+
+_NAMES = st.sampled_from(
+    [b"Content-Type", b"content-type", b"Retry-After", b"x-ratelimit-remaining-requests"]
+)
+_VALUES = st.binary(max_size=8).filter(lambda value: b"\r" not in value and b"\n" not in value)
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=6))
+def test_response_headers_read_as_httpx_reads_them(raw: list[tuple[bytes, bytes]]) -> None:
+    """Lower-cased, repeats joined, and decoded as httpx decodes the set (UTF-8, else Latin-1)."""
+    answer = UpstreamResponse(httpx.Response(200, headers=raw))
+
+    assert answer.headers == dict(httpx.Headers(raw).items())
