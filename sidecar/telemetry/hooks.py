@@ -32,6 +32,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sidecar.routing.events import FailedOver, RateLimited
 from sidecar.telemetry.attempt_attributes import OPERATION, AttemptAttributes
+from sidecar.telemetry.otlp_encoding import UNSET
 from sidecar.telemetry.spans import remote_parent
 from sidecar.telemetry.usage import AnswerFacts, read_answer, read_event
 
@@ -50,7 +51,6 @@ log = logging.getLogger("detour.telemetry")
 _propagator = TraceContextTextMapPropagator()
 _CANCELLED = Status(StatusCode.ERROR, "no response was sent")
 _ERROR = Status(StatusCode.ERROR)
-_UNSET = Status()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -220,7 +220,7 @@ class RequestSpan:
             "url.path": self._path,
         }
         self._add_routing_facts(attributes)
-        outcome = _UNSET
+        outcome = UNSET
         if status is None:
             attributes["error.type"] = "cancelled"
             outcome = _CANCELLED
@@ -356,7 +356,7 @@ class AttemptSpan:
             attributes["gen_ai.input.messages"] = _json(request._body.get("messages"))
         if facts.output is not None:
             attributes["gen_ai.output.messages"] = _json(facts.output)
-        outcome = _UNSET
+        outcome = UNSET
         if error_type is not None:
             attributes["error.type"] = error_type
             outcome = Status(StatusCode.ERROR, error_type)

@@ -34,6 +34,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.status import Status
 
+from sidecar.telemetry.otlp_encoding import UNSET
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 
     from sidecar.telemetry.span_export import EncodingSpanProcessor
 
-_UNSET = Status()
 _SAMPLED = TraceFlags.SAMPLED
 _RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
 _TRACE_FLAGS = {flags: TraceFlags(flags) for flags in range(4)}  # sampled and random-trace-id bits
@@ -311,7 +312,7 @@ class OpenSpan:
         self,
         attributes: dict[str, Any],
         events: Sequence[Event] = (),
-        status: Status = _UNSET,
+        status: Status = UNSET,
         end_ns: int | None = None,
     ) -> None:
         starter = self._starter
