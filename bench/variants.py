@@ -35,6 +35,8 @@ MODIFIERS: dict[str, dict[str, str]] = {
     "nometrics": {"OTEL_METRICS_EXPORTER": "none"},
     "batch128": {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},  # the SDK's default is 512
     "switch5": {"DETOUR_SWITCH_INTERVAL_MS": "5"},  # Python's default
+    "switch02": {"DETOUR_SWITCH_INTERVAL_MS": "0.2"},
+    "switch05": {"DETOUR_SWITCH_INTERVAL_MS": "0.5"},
     "gc700": {"DETOUR_GC_THRESHOLD": "0"},  # Python's own threshold (700 up to 3.13; Detour's: 3000)
     "gc10k": {"DETOUR_GC_THRESHOLD": "10000"},
 }

@@ -84,6 +84,21 @@ class DetourTracing:
         self.instruments = instruments
         self.capture_content = capture_content
         self.attempt_attributes = AttemptAttributes(instruments)
+        self._routes: dict[str, dict[str, Any]] = {}
+
+    def route_attributes(self, path: str) -> dict[str, Any]:
+        """A request span's first attributes, one mapping per route (the chat routes: a handful),
+        so the encoder writes them once (`OpenSpan.finish`'s `shared`)."""
+        attributes = self._routes.get(path)
+        if attributes is None:
+            if len(self._routes) >= 64:
+                self._routes.clear()
+            attributes = self._routes[path] = {
+                "http.request.method": "POST",
+                "http.route": path,
+                "url.path": path,
+            }
+        return attributes
 
     def start_request(self, dialect: Dialect, path: str, headers: ClientHeaders) -> RequestSpan:
         """Always returns a trace (the ingress ends it); without a span if starting one failed."""
@@ -214,11 +229,7 @@ class RequestSpan:
             events.append(Event("detour.failover", attributes, at))
 
     def _finish_span(self, span: OpenSpan, status: int | None, events: list[Event]) -> None:
-        attributes: dict[str, Any] = {
-            "http.request.method": "POST",
-            "http.route": self._path,
-            "url.path": self._path,
-        }
+        attributes: dict[str, Any] = {}  # after the route's own (`shared`), none of its keys
         self._add_routing_facts(attributes)
         outcome = UNSET
         if status is None:
@@ -229,7 +240,7 @@ class RequestSpan:
             if status >= 500:  # HTTP server spans: only 5xx are errors, a 4xx is the client's
                 attributes["error.type"] = str(status)
                 outcome = _ERROR
-        span.finish(attributes, events, outcome)
+        span.finish(attributes, events, outcome, shared=self._owner.route_attributes(self._path))
 
     def _add_routing_facts(self, attributes: dict[str, Any]) -> None:
         """The model asked for and who served it: the same on an HTTP request's and a gRPC call's span."""
@@ -340,7 +351,7 @@ class AttemptSpan:
         end_ns: int,
     ) -> None:
         facts = self._facts
-        attributes = dict(kinds.span(self._client, self._candidate))
+        attributes: dict[str, Any] = {}  # after the kind's own (`shared`), none of its keys
         if status is not None:
             attributes["http.response.status_code"] = status
         if facts.model is not None:
@@ -360,7 +371,9 @@ class AttemptSpan:
         if error_type is not None:
             attributes["error.type"] = error_type
             outcome = Status(StatusCode.ERROR, error_type)
-        span.finish(attributes, self.events, outcome, end_ns)
+        span.finish(
+            attributes, self.events, outcome, end_ns, shared=kinds.span(self._client, self._candidate)
+        )
 
 
 def _json(value: object) -> str:

@@ -75,6 +75,7 @@ _SERVER_KIND, _CLIENT_KIND = _SpanKind.SERVER, _SpanKind.CLIENT
 UNSET = Status()
 CACHE_LIMIT = 4096  # encoded key/value pairs kept, and span names; Detour's spans use a few dozen
 CACHED_VALUE_LIMIT = 256  # longer strings are encoded every time, not kept
+SHARED_LIMIT = 1024  # shared attribute mappings kept: one per kind of attempt (attempt_attributes.py)
 
 
 # A span encoded as it finished: its resource and scope (what the batch groups it under) and its
@@ -85,7 +86,7 @@ EncodedSpan = tuple[Any, Any, bytes]
 class SpanEncoder:
     """Encodes batches of finished spans; one per exporter (its cache is used by one thread)."""
 
-    __slots__ = ("_attributes", "_cached", "_names", "_plain_span", "_resources", "_scopes")
+    __slots__ = ("_attributes", "_cached", "_names", "_plain_span", "_resources", "_scopes", "_shared")
 
     def __init__(self) -> None:
         from opentelemetry.sdk.trace import ReadableSpan
@@ -95,6 +96,7 @@ class SpanEncoder:
         # lookups of one object each cost less than hashing and comparing a tuple of all four).
         self._attributes: dict[int, dict[str, dict[type, dict[Any, bytes]]]] = {}
         self._names: dict[str, bytes] = {}
+        self._shared: dict[int, tuple[Mapping[str, Any], bytes]] = {}  # `_shared_attributes`
         self._cached = 0  # pairs in `_attributes`
         # Encoded once, keyed by identity (the library groups by equality, which hashes a
         # resource's attributes as JSON for every span); each entry keeps its object alive, so
@@ -220,6 +222,16 @@ class SpanEncoder:
         self._cached += 1
         return encoded
 
+    def _shared_attributes(self, shared: Mapping[str, Any]) -> bytes:
+        """A span's first attributes when the same mapping comes with many spans: written once
+        per mapping, keyed by identity (the entry holds the mapping, so its id is not reused)."""
+        entry = self._shared.get(id(shared))
+        if entry is None:
+            if len(self._shared) >= SHARED_LIMIT:
+                self._shared.clear()
+            entry = self._shared[id(shared)] = (shared, self._attributes_of(_SPAN_ATTRIBUTES, shared))
+        return entry[1]
+
     def _name(self, name: str) -> bytes:
         """The span's name field; names repeat (a route, `chat {model}`), so they are cached too."""
         cached = self._names.get(name)
@@ -269,6 +281,7 @@ class SpanEncoder:
         dropped_events: int = 0,
         links: Sequence[Any] = (),
         dropped_links: int = 0,
+        shared: Mapping[str, Any] | None = None,
     ) -> bytes:
         """One `ScopeSpans.spans` field: tag, length and the span, its parts joined once. From
         a span's fields, so that a span need not be built as a `ReadableSpan` to be exported
@@ -305,6 +318,8 @@ class SpanEncoder:
                 parts.append(bytes((_SPAN_START,)) + _FIXED64.pack(start))
             if end:
                 parts.append(bytes((_SPAN_END,)) + _FIXED64.pack(end))
+        if shared:
+            parts.append(self._shared_attributes(shared))
         if attributes:
             parts.append(self._attributes_of(_SPAN_ATTRIBUTES, attributes))
         if dropped_attributes:

@@ -94,6 +94,7 @@ class EncodingSpanProcessor(BatchSpanProcessor):
     def emit_open(
         self,
         span: OpenSpan,
+        shared: Mapping[str, Any] | None,
         attributes: Mapping[str, Any],
         events: Sequence[Event],
         status: Status,
@@ -108,7 +109,7 @@ class EncodingSpanProcessor(BatchSpanProcessor):
         try:
             message = self._encoder.span_message(
                 span.trace_id, span.span_id, span.trace_state, parent_id, parent_is_remote,
-                span.name, span.kind, span.start_ns, end_ns, attributes, events, status,
+                span.name, span.kind, span.start_ns, end_ns, attributes, events, status, shared=shared,
             )  # fmt: skip
         except Exception:  # `UnsupportedValue`, or a bug here: the library's encoder gets it
             return False

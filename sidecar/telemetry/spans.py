@@ -133,9 +133,11 @@ class SpanStarter:
         events: Sequence[Event],
         status: Status,
         end_ns: int | None,
+        shared: Mapping[str, Any] | None,
     ) -> None:
-        if span.sampler_attributes:
-            attributes = {**span.sampler_attributes, **attributes}
+        if span.sampler_attributes or (shared and self._bounded):
+            attributes = {**(span.sampler_attributes or {}), **(shared or {}), **attributes}
+            shared = None
         if self._bounded:
             attributes, events = self._bound(attributes, events)
         if end_ns is None:
@@ -144,9 +146,13 @@ class SpanStarter:
             self._update_emitters()
         emitters = self._emitters
         for encoder in self._encoders:
-            if not encoder.emit_open(span, attributes, events, status, end_ns, self._resource, self._scope):
+            if not encoder.emit_open(
+                span, shared, attributes, events, status, end_ns, self._resource, self._scope
+            ):
                 emitters += (encoder.emit,)  # an attribute only the library's encoder writes
         if emitters:
+            if shared:
+                attributes = {**shared, **attributes}
             self._emit(span, attributes, events, status, end_ns, emitters)
 
     def _emit(
@@ -314,12 +320,16 @@ class OpenSpan:
         events: Sequence[Event] = (),
         status: Status = UNSET,
         end_ns: int | None = None,
+        shared: Mapping[str, Any] | None = None,
     ) -> None:
+        """`shared`: the span's first attributes, when they are the same object for many spans
+        (an attempt's per kind of attempt): the encoder writes them once per object. Its keys are
+        not among `attributes`' (the span has `shared`'s, then `attributes`', in that order)."""
         starter = self._starter
         if starter is None:
             return
         self._starter = None
-        starter._finish(self, attributes, events, status, end_ns)
+        starter._finish(self, attributes, events, status, end_ns, shared)
 
 
 def _emitter(processor: SpanProcessor) -> Callable[[ReadableSpan], None]:

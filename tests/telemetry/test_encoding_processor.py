@@ -80,7 +80,13 @@ def pipeline(request: pytest.FixtureRequest) -> Iterator[Pipeline]:
         yield built
 
 
-def finish_a_request(starter: SpanStarter, attempt_attributes: dict[str, Any]) -> None:
+# An attempt's first attributes, the same mapping for every attempt of its kind (`shared`).
+KIND = {"gen_ai.operation.name": "chat", "server.address": "api.openai.com", "server.port": 443}
+
+
+def finish_a_request(
+    starter: SpanStarter, attempt_attributes: dict[str, Any], shared: dict[str, Any] | None = None
+) -> None:
     """A SERVER span under a client's context, an attempt under it with an event and an error."""
     server = starter.start("POST /v1/chat/completions", SpanKind.SERVER, CLIENT_CONTEXT)
     attempt = starter.start("chat gpt-4o", SpanKind.CLIENT, server)
@@ -88,6 +94,7 @@ def finish_a_request(starter: SpanStarter, attempt_attributes: dict[str, Any]) -
         attempt_attributes,
         [Event("detour.rate_limited", {"detour.limit.scope": "requests"}, 1_700_000_000_000_000_001)],
         Status(StatusCode.ERROR, "429 from openai"),
+        shared=shared,
     )
     server.finish({"http.response.status_code": 200, "detour.failover": True})
 
@@ -103,6 +110,20 @@ def test_spans_finished_by_detour_reach_the_collector_as_the_library_writes_them
     assert spans[0].parent_span_id == spans[1].span_id, "the attempt's parent is its request"
     assert spans[1].parent_span_id == CLIENT_CONTEXT.span_id.to_bytes(8, "big")
     assert spans[1].trace_state == "vendor=value"
+
+
+def test_shared_first_attributes_are_written_before_the_spans_own_as_the_library_would(
+    pipeline: Pipeline,
+) -> None:
+    finish_a_request(pipeline.starter, {"detour.attempt": 1}, shared=KIND)
+    finish_a_request(pipeline.starter, {"detour.attempt": 2, "huge": 2**64}, shared=KIND)  # the library's
+    finish_a_request(pipeline.starter, {"detour.attempt": 3}, shared=KIND)  # written once, reused
+    [request] = pipeline.received()
+    assert request == pipeline.expected()
+    attempts = request.resource_spans[0].scope_spans[0].spans[::2]
+    keys = [pair.key for pair in attempts[2].attributes]
+    assert keys == ["gen_ai.operation.name", "server.address", "server.port", "detour.attempt"]
+    assert [pair.key for pair in attempts[1].attributes] == keys, "the library drops only the huge one"
 
 
 def test_a_value_only_the_library_writes_goes_through_its_encoder_for_that_span(pipeline: Pipeline) -> None:
@@ -131,10 +152,12 @@ def test_with_span_limits_set_the_span_goes_through_the_sdks_bounds(monkeypatch:
     with pipeline_to("http/protobuf") as bounded:
         assert bounded.starter._encoders == (), "limits: the ReadableSpan carries what they dropped"
         bounded.starter.start("s", SpanKind.SERVER, None).finish({"a": 1, "b": 2})
+        bounded.starter.start("t", SpanKind.SERVER, None).finish({"b": 2}, shared={"a": 1})
         [request] = bounded.received()
         assert request == bounded.expected()
-    span = request.resource_spans[0].scope_spans[0].spans[0]
-    assert (len(span.attributes), span.dropped_attributes_count) == (1, 1)
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        assert (len(span.attributes), span.dropped_attributes_count) == (1, 1)
+        assert span.attributes[0].key == "b", "bounded as one mapping, shared first: the SDK keeps the last"
 
 
 def test_an_event_count_limit_keeps_the_latest_events_and_counts_the_rest(
