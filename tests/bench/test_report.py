@@ -165,3 +165,14 @@ def test_the_cpu_ratio_is_the_median_of_the_pairs_ratios_and_empty_pairs_are_ski
         line for line in render_markdown(_rederived(results)).splitlines() if "over telemetry off" in line
     )
     assert "median of the ratios of 3 alternating pairs" in ratio
+
+
+def test_a_failover_cost_below_zero_is_not_met_but_reported_as_runs_that_disagree() -> None:
+    results = _stored()
+    results["metrics"] = {**results["metrics"], "failover_excess_ms": -0.7}
+
+    [reported] = [line for line in failures(results["metrics"]) if line.startswith("failover cost")]
+    row = next(line for line in render_markdown(results).splitlines() if line.startswith("| failover cost"))
+
+    assert "below zero: the two runs it compares disagree" in reported
+    assert row.endswith("| **no** |")
