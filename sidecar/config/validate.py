@@ -97,7 +97,9 @@ def _path_of(loc: Loc, data: object) -> str:
             path = index_path(path, item)
             node = node[item] if 0 <= item < len(node) else None
         elif isinstance(node, dict) and item in node:
-            path = key_path(path, item)
+            # A key rejected itself (a header name, say) might be a credential in the wrong place.
+            rejected_key = position < last and loc[position + 1] == "[key]"
+            path = key_path(path, shown(item) if rejected_key else item)
             node = node[item]
         elif item == "[key]":
             continue

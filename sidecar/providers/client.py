@@ -172,13 +172,20 @@ class ProviderClient:
                 headers.append(("authorization", f"Bearer {config.api_key}"))
         # A credential in `headers:` (a gateway's Authorization, say) counts as the provider's own:
         # it is sent, and the client's is not. `api_key`, when also set, wins over it.
-        reserved = {"content-type", "content-length", "host"}
+        reserved = {"content-type", "accept-encoding", *_FRAMING_HEADERS}
         if config.api_key is not None:
             reserved |= _CREDENTIAL_HEADERS
         headers.extend(
             (name, value) for name, value in config.headers.items() if name.lower() not in reserved
         )
         return headers
+
+
+# How the request is framed and carried is the transport's, never the config's: a configured
+# `Transfer-Encoding: chunked` next to the transport's `Content-Length` would be a malformed request.
+_FRAMING_HEADERS = frozenset(
+    {"content-length", "host", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "expect"}
+)
 
 
 def _has(headers: Sequence[tuple[str, str]], name: str) -> bool:

@@ -290,7 +290,7 @@ class SpanEncoder:
         Written for the span Detour finishes thousands of times a second — ids packed in one
         call, constants for the enum members and the usual tail — since its fixed part cost
         as much as a dozen attributes (docs/benchmarks.md)."""
-        if parent_id is not None:
+        if parent_id is not None and not trace_state:
             ids = _IDS_AND_PARENT.pack(
                 _TRACE_ID_TAG,
                 trace_id >> 64,
@@ -300,12 +300,14 @@ class SpanEncoder:
                 _PARENT_ID_TAG,
                 parent_id,
             )
+            parts = [ids]
         else:
-            ids = _IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id)
-        parts = [ids]
-        if trace_state:
-            state = ",".join(f"{k}={v}" for k, v in trace_state.items())
-            parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
+            parts = [_IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id)]
+            if trace_state:  # field 3, between the span's id and its parent's
+                state = ",".join(f"{k}={v}" for k, v in trace_state.items())
+                parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
+            if parent_id is not None:
+                parts.append(_PARENT_ID_TAG + parent_id.to_bytes(8, "big"))
         name_part = self._names.get(name)
         parts.append(name_part if name_part is not None else self._name(name))
         parts.append(

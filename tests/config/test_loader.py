@@ -221,6 +221,7 @@ def test_a_secret_value_never_appears_in_a_config_error(
         ("\u201c" + SECRET + "\u201d", "x-gateway"),  # pasted with typographic quotes
         (SECRET + "\r\nx-injected: 1", "x-gateway"),  # would split the request's header
         (SECRET, "x gateway"),  # a name that is no header name
+        (SECRET, "Bearer " + SECRET),  # a credential pasted as a header's name
     ],
 )
 def test_what_cannot_go_into_a_header_is_a_config_error_naming_its_path(
@@ -236,8 +237,10 @@ def test_what_cannot_go_into_a_header_is_a_config_error_naming_its_path(
     if name == "x-gateway":
         assert paths == {"providers.openai-primary.api_key", "providers.openai-backup.headers.x-gateway"}
     else:
-        assert paths == {"providers.openai-backup.headers.x gateway"}
+        shown = f"(a {len(name)}-character value, not shown)"
+        assert paths == {f"providers.openai-backup.headers.{shown}"}
     assert SECRET not in str(caught.value)
+    assert all(SECRET not in problem.path for problem in caught.value.problems)
 
 
 def test_printable_ascii_keys_and_header_values_load(minimal: dict[str, Any], dump: Dump) -> None:

@@ -61,3 +61,22 @@ def test_api_key_wins_over_a_credential_in_the_configured_headers() -> None:
     )
     sent = ProviderClient("p", config, CountingTransport()).headers_for(ClientHeaders(ProviderType.OPENAI))
     assert [value for name, value in sent if name.lower() == "authorization"] == ["Bearer sk-configured"]
+
+
+def test_configured_headers_never_set_the_requests_framing_or_encoding() -> None:
+    framing = {
+        "Transfer-Encoding": "chunked",
+        "Content-Length": "3",
+        "Host": "elsewhere",
+        "Connection": "close",
+        "Expect": "100-continue",
+        "Content-Type": "text/plain",
+        "Accept-Encoding": "gzip",
+    }
+    config = ProviderConfig(type=ProviderType.OPENAI, headers={**framing, "X-Gateway": "1"})
+    sent = ProviderClient("p", config, CountingTransport()).headers_for(ClientHeaders(ProviderType.OPENAI))
+
+    assert ("X-Gateway", "1") in sent
+    assert all(name not in framing for name, _ in sent)
+    assert [value for name, value in sent if name == "accept-encoding"] == ["identity"]
+    assert [value for name, value in sent if name == "content-type"] == ["application/json"]

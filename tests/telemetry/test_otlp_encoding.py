@@ -155,6 +155,13 @@ def test_kinds_states_links_statuses_and_groups() -> None:
     same_as_library(spans)
 
 
+def test_a_span_with_a_parent_and_a_trace_state_keeps_the_fields_in_order() -> None:
+    """An attempt under a client's `tracestate`: field 3 (trace state) before field 4 (parent)."""
+    parent = SpanContext(0x0123456789ABCDEF0123456789ABCDEF, 0xAA, True, TraceFlags(1))
+    state = TraceState([("vendor", "value")])
+    same_as_library([span(parent=parent, trace_state=state), span(parent=parent)])
+
+
 def test_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(otlp_encoding, "CACHE_LIMIT", 8)
     encoder = SpanEncoder()
