@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--gc-freeze",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("DETOUR_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off"),
+        default=_switch_from_env("DETOUR_GC_FREEZE", default=True),  # a bad value: reported by `main`
         help="move start-up's objects out of the garbage collector's scans once serving starts "
         "(default on; env DETOUR_GC_FREEZE=0 turns it off; docs/benchmarks.md)",
     )
@@ -204,6 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        if not isinstance(args.gc_freeze, bool):
+            print(
+                "detour serve: DETOUR_GC_FREEZE: expected 1 or 0 (true/false, yes/no, on/off), "
+                f"got {args.gc_freeze!r}",
+                file=sys.stderr,
+            )
+            return 2
         from sidecar.cli.serve import ServeSettings, serve_forever
         from sidecar.kube.configmap import ConfigMapRef
         from sidecar.telemetry import TelemetrySettings
@@ -291,6 +298,19 @@ def _number_type(
         return value
 
     return convert
+
+
+def _switch_from_env(name: str, *, default: bool) -> bool | str:
+    """An on/off environment variable: True or False, `default` when unset or empty, and the text
+    itself when it is neither (for `main` to report: argparse does not check a flag's default)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    return text
 
 
 _positive_int = _number_type(int, lambda value: value >= 1, "a positive integer")

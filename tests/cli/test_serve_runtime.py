@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sidecar.cli.main import build_parser
+from sidecar.cli.main import build_parser, main
 
 
 def test_the_gc_freeze_is_on_unless_turned_off_by_flag_or_environment(
@@ -20,6 +20,18 @@ def test_the_gc_freeze_is_on_unless_turned_off_by_flag_or_environment(
     monkeypatch.setenv("DETOUR_GC_FREEZE", "0")
     assert build_parser().parse_args(["serve", "--config", "r.yaml"]).gc_freeze is False
     assert build_parser().parse_args(["serve", "--config", "r.yaml", "--gc-freeze"]).gc_freeze is True
+
+
+def test_a_gc_freeze_variable_that_is_neither_on_nor_off_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DETOUR_GC_FREEZE", "maybe")
+
+    assert main(["serve", "--config", "r.yaml"]) == 2
+    assert "DETOUR_GC_FREEZE: expected 1 or 0" in capsys.readouterr().err
+    assert build_parser().parse_args(["serve", "--config", "r.yaml", "--no-gc-freeze"]).gc_freeze is False
+    monkeypatch.setenv("DETOUR_GC_FREEZE", " Off ")
+    assert build_parser().parse_args(["serve", "--config", "r.yaml"]).gc_freeze is False
 
 
 def test_the_switch_interval_comes_from_the_flag_else_the_environment_else_1_ms(
