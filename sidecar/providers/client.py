@@ -22,6 +22,11 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+# How the request is framed and carried is the transport's, never the config's: a configured
+# `Transfer-Encoding: chunked` next to the transport's `Content-Length` would be a malformed request.
+_FRAMING_HEADERS = frozenset(
+    {"content-length", "host", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "expect"}
+)
 # Non-secret headers that change how the provider answers; forwarded within the same dialect.
 _DIALECT_HEADERS = {
     ProviderType.OPENAI: frozenset({"openai-organization", "openai-project"}),
@@ -179,13 +184,6 @@ class ProviderClient:
             (name, value) for name, value in config.headers.items() if name.lower() not in reserved
         )
         return headers
-
-
-# How the request is framed and carried is the transport's, never the config's: a configured
-# `Transfer-Encoding: chunked` next to the transport's `Content-Length` would be a malformed request.
-_FRAMING_HEADERS = frozenset(
-    {"content-length", "host", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "expect"}
-)
 
 
 def _has(headers: Sequence[tuple[str, str]], name: str) -> bool:

@@ -308,8 +308,7 @@ class SpanEncoder:
                 parts.append(_field(_SPAN_TRACE_STATE, state.encode()))
             if parent_id is not None:
                 parts.append(_PARENT_ID_TAG + parent_id.to_bytes(8, "big"))
-        name_part = self._names.get(name)
-        parts.append(name_part if name_part is not None else self._name(name))
+        parts.append(self._name(name))
         parts.append(
             _SERVER if kind is _SERVER_KIND else _CLIENT if kind is _CLIENT_KIND else _KINDS[kind.value]
         )

@@ -323,8 +323,9 @@ class OpenSpan:
         shared: Mapping[str, Any] | None = None,
     ) -> None:
         """`shared`: the span's first attributes, when they are the same object for many spans
-        (an attempt's per kind of attempt): the encoder writes them once per object. Its keys are
-        not among `attributes`' (the span has `shared`'s, then `attributes`', in that order)."""
+        (an attempt's per kind of attempt, a request's per route) and never changed: the encoder
+        writes them once per object. Its keys are not among `attributes`' (the span has
+        `shared`'s, then `attributes`', in that order)."""
         starter = self._starter
         if starter is None:
             return
