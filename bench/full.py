@@ -308,6 +308,8 @@ def measure_telemetry(bench: Bench, main: Mapping[str, Any], off: Detour) -> dic
                 {
                     "off_us": plain_cpu / plain.requests * 1e6 if plain.requests else None,
                     "on_us": exporting_cpu / exporting.requests * 1e6 if exporting.requests else None,
+                    "off_rps": plain.rps,
+                    "on_rps": exporting.rps,
                 }
             )
         out["cpu_pairs"] = pairs
@@ -352,6 +354,16 @@ def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
             # Each pair's two runs are seconds apart; the machine's speed drifts more than that
             # between pairs, so the ratio is taken within each pair, then the median of those.
             on["cpu_ratio_vs_off"] = statistics.median(p["on_us"] / p["off_us"] for p in pairs)
+            on_rps = [p["on_rps"] for p in pairs if "on_rps" in p]
+            if on_rps:
+                # One 5 s run's throughput swings by a fifth with this machine's speed: the target
+                # is read from the median of the exporting Detour's 16-connection runs (the main
+                # one and the pairs'), the single run's figure kept beside it.
+                runs_c16 = [on["rps_c16"], *on_rps]
+                on["rps_c16_single"] = on["rps_c16"]
+                on["rps_c16_runs"] = len(runs_c16)
+                on["rps_c16_range"] = (min(runs_c16), max(runs_c16))
+                on["rps_c16"] = statistics.median(runs_c16)
         elif on["cpu_us_per_request"] and metrics["cpu_us_per_request"]:
             on["cpu_ratio_vs_off"] = on["cpu_us_per_request"] / metrics["cpu_us_per_request"]
         metrics["telemetry"] = on

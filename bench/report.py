@@ -300,6 +300,12 @@ def _telemetry_lines(results: Mapping[str, Any]) -> list[str]:
         ratio["cpu_ratio_vs_off"] = (
             f" ({on['cpu_us_per_request']:,.0f} µs on / {off['cpu_us_per_request']:,.0f} µs off)"
         )
+    if on.get("rps_c16_runs"):
+        low, high = on["rps_c16_range"]
+        ratio["rps_c16"] = (
+            f" (median of {on['rps_c16_runs']} runs of 16 connections: the main one, "
+            f"{on['rps_c16_single']:,.0f}, and the pairs'; range {low:,.0f} to {high:,.0f})"
+        )
     lines = [_row(f"target {TELEMETRY_TITLE}", "measured", "target", "met"), _row(*["---"] * 4)]
     lines += _target_rows(TELEMETRY_TARGETS, on, ratio)
 

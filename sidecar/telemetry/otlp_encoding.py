@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import is_, itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +80,8 @@ CACHED_VALUE_LIMIT = 256  # longer strings are encoded every time, not kept
 SHARED_LIMIT = 1024  # shared attribute mappings kept: one per kind of attempt (attempt_attributes.py)
 
 
-# A span encoded as it finished: its resource and scope (what the batch groups it under) and its
-# `ScopeSpans.spans` field.
-EncodedSpan = tuple[Any, Any, bytes]
+EncodedSpan = tuple[Any, Any, bytes]  # a finished span: its resource, scope and `ScopeSpans.spans` field
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)  # an `EncodedSpan`'s parts
 
 
 class SpanEncoder:
@@ -105,9 +106,11 @@ class SpanEncoder:
         self._scopes: dict[int, tuple[Any, bytes, bytes]] = {}
 
     def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
-        """The serialized `ExportTraceServiceRequest` of `spans`, grouped by resource, then scope,
-        in the order they first appear (as the library does). The spans may also come encoded
-        already (`encode_one`): then this only groups and joins them."""
+        """The serialized `ExportTraceServiceRequest` of `spans` (or of spans encoded already:
+        `encode_one`), grouped by resource, then scope, in the order they first appear, like the library."""
+        joined = self._encoded_alike(spans)
+        if joined is not None:
+            return joined
         groups: dict[int, dict[int, list[bytes]]] = {}
         group: list[bytes] = []
         last: tuple[object, object] | None = None  # Detour's spans share one resource and scope
@@ -139,6 +142,31 @@ class SpanEncoder:
             self._resources.clear()
             self._scopes.clear()
         return b"".join(out)
+
+    def _encoded_alike(self, spans: Sequence[Any]) -> bytes | None:
+        """`encode` of encoded spans of one resource and scope (Detour's batches), checked by C
+        loops and written by one join: a Python loop, then a copy per enclosing message, held the
+        interpreter's lock, away from the event loop, for ~0.4 ms per batch. None for others."""
+        if not spans or set(map(type, spans)) != {tuple}:
+            return None
+        resource, scope, _ = spans[0]
+        if not (
+            all(map(is_, map(_FIRST, spans), repeat(resource)))
+            and all(map(is_, map(_SECOND, spans), repeat(scope)))
+        ):
+            return None
+        if id(resource) not in self._resources:
+            self._remember_resource(resource)
+        if id(scope) not in self._scopes:
+            self._remember_scope(scope)
+        _, resource_part, resource_schema = self._resources[id(resource)]
+        _, scope_part, scope_schema = self._scopes[id(scope)]
+        encoded = list(map(_THIRD, spans))
+        scope_spans = len(scope_part) + sum(map(len, encoded)) + len(scope_schema)
+        scope_head = bytes((_RS_SCOPE_SPANS,)) + _varint(scope_spans)
+        resource_spans = len(resource_part) + len(scope_head) + scope_spans + len(resource_schema)
+        head = bytes((_RESOURCE_SPANS,)) + _varint(resource_spans) + resource_part + scope_head + scope_part
+        return b"".join((head, *encoded, scope_schema, resource_schema))
 
     def encode_one(self, span: ReadableSpan) -> EncodedSpan:
         """One span, encoded when it finishes, for `encode` to join into a batch later. Anything
@@ -375,7 +403,8 @@ class SpanEncoder:
 
     def _link(self, link: Any) -> bytes:
         context = link.context
-        body = _ids(context.trace_id, context.span_id)  # no trace state: the library writes none
+        trace_id = context.trace_id  # fields 1 and 2 (no trace state: the library writes none)
+        body = _IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context.span_id)
         body += self._attributes_of(_LINK_ATTRIBUTES, link.attributes)
         if link.dropped_attributes:
             body += bytes((_LINK_DROPPED,)) + _varint(link.dropped_attributes)
@@ -402,11 +431,6 @@ def _library_parts(resource: Any, scope: Any) -> Any:
     resource = resource if resource is not None else Resource.get_empty()
     span = ReadableSpan("", _SpanContext(1, 1, False), resource=resource, instrumentation_scope=scope)
     return encode_spans([span]).resource_spans[0]
-
-
-def _ids(trace_id: int, span_id: int) -> bytes:
-    """Fields 1 and 2 of a span and of a link: the 16-byte trace id and the 8-byte span id."""
-    return b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")
 
 
 def _is_unset(status: Any) -> bool:

@@ -13,9 +13,11 @@ slower, never wrong.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from sidecar.telemetry.spans import OpenSpan
 
 log = logging.getLogger("detour.telemetry")
+_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"
+_TRACES_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"
 
 
 def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
@@ -45,7 +49,9 @@ def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
         exporter = _grpc_exporter(target)
     else:
         headers = dict(target.headers) or None
-        exporter = FastHttpSpans(endpoint=target.endpoint, headers=headers, timeout=target.timeout_s)
+        exporter = FastHttpSpans(
+            endpoint=target.endpoint, headers=headers, timeout=target.timeout_s, session=_session()
+        )
     if getattr(exporter, "fast", False):
         return EncodingSpanProcessor(exporter)
     return BatchSpanProcessor(exporter)
@@ -138,8 +144,14 @@ class _Encoding:
 class FastHttpSpans(HttpSpans):
     """OTLP/HTTP: the library's `export`, step for step, with the encoding swapped."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None, timeout: float | None) -> None:
-        super().__init__(endpoint=endpoint, headers=headers, timeout=timeout)
+    def __init__(
+        self,
+        endpoint: str,
+        headers: dict[str, str] | None,
+        timeout: float | None,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(endpoint=endpoint, headers=headers, timeout=timeout, session=session)
         self.encoding = _Encoding()
         # What `export` below uses of the library's internals (opentelemetry-exporter-otlp-proto-http
         # 1.45); without them, the library's own export runs.
@@ -173,6 +185,41 @@ class FastHttpSpans(HttpSpans):
                 result.error = sent.error
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+
+def _session() -> requests.Session | None:
+    """The exporter's `requests` session: one that reads the environment once (`EnvironmentOnce`),
+    unless a credential provider (`OTEL_PYTHON_EXPORTER_OTLP_HTTP_*CREDENTIAL_PROVIDER`) is to
+    give the library its own session."""
+    if os.environ.get(_CREDENTIAL_PROVIDER) or os.environ.get(_TRACES_CREDENTIAL_PROVIDER):
+        return None
+    return EnvironmentOnce()
+
+
+class EnvironmentOnce(requests.Session):
+    """A session that looks up the environment's proxy and CA bundle settings (`HTTPS_PROXY`,
+    `NO_PROXY`, `REQUESTS_CA_BUNDLE`, ...) once per URL instead of for every request: `requests`
+    walks and decodes the whole of `os.environ` twice per batch sent, on the export thread under
+    the interpreter's lock — as long as joining the batch itself. A sidecar's environment does not
+    change after it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settled: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies or not self.trust_env:  # proxies given for this request: as `requests` does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (url, stream, verify, cert)
+        settled = self._settled.get(key)
+        if settled is None:
+            if len(self._settled) >= 8:  # the exporter sends to one URL
+                self._settled.clear()
+            settled = super().merge_environment_settings(url, {}, stream, verify, cert)
+            self._settled[key] = settled
+        return {**settled, "proxies": dict(settled["proxies"])}  # `requests` may change its copy
 
 
 def _grpc_exporter(target: OtlpTarget) -> SpanExporter:

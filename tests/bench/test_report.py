@@ -167,6 +167,27 @@ def test_the_cpu_ratio_is_the_median_of_the_pairs_ratios_and_empty_pairs_are_ski
     assert "median of the ratios of 3 alternating pairs" in ratio
 
 
+def test_the_exporting_throughput_is_the_median_of_its_sixteen_connection_runs() -> None:
+    results = _with_telemetry_runs(_stored(), cpu_factor=1.2, rss_peak=80.0)
+    single = results["telemetry"]["runs"]["openai-c16"]["through"]["rps"]
+    rates = [single + 900, single + 800, single - 50]
+    results["telemetry"]["cpu_pairs"] = [
+        {"off_us": 300, "on_us": 360, "off_rps": 3000, "on_rps": rate} for rate in rates
+    ]
+    on = _rederived(results)["metrics"]["telemetry"]
+    # The single run and three paired runs: the median of four is the mean of the middle two.
+    assert on["rps_c16"] == pytest.approx(single + 400)
+    assert (on["rps_c16_single"], on["rps_c16_runs"], on["rps_c16_range"]) == (
+        single, 4, (single - 50, single + 900)
+    )
+    row = next(
+        line
+        for line in render_markdown(_rederived(results)).splitlines()
+        if line.startswith("| requests/s on one core, 16 connections | ") and "median of 4 runs" in line
+    )
+    assert f"the main one, {single:,.0f}" in row
+
+
 def test_a_failover_cost_below_zero_is_not_met_but_reported_as_runs_that_disagree() -> None:
     results = _stored()
     results["metrics"] = {**results["metrics"], "failover_excess_ms": -0.7}

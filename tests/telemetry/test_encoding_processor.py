@@ -229,3 +229,29 @@ def test_the_otlp_processor_encodes_as_spans_finish_only_when_its_exporter_can_s
     processor = otlp_span_processor(http)
     assert type(processor) is BatchSpanProcessor
     processor.shutdown()
+
+
+def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provider_gives_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = span_export.EnvironmentOnce()
+    url = "http://collector:4318/v1/traces"
+    first = session.merge_environment_settings(url, {}, None, True, None)
+    assert first["proxies"] == {"http": "http://proxy.internal:3128"}
+    first["proxies"]["http"] = "changed by requests"  # the caller's copy, not the remembered one
+    monkeypatch.setenv("HTTP_PROXY", "http://elsewhere:3128")  # read once: at the first batch
+    assert session.merge_environment_settings(url, {}, None, True, None)["proxies"] == {
+        "http": "http://proxy.internal:3128"
+    }
+    given = session.merge_environment_settings(url, {"http": "http://given:1"}, None, True, None)
+    assert given["proxies"] == {"http": "http://given:1"}  # a request's own proxies win, as in requests
+
+    http = OtlpTarget(protocol="http/protobuf", endpoint="http://127.0.0.1:9/v1/traces")
+    processor = otlp_span_processor(http)
+    assert type(processor.span_exporter._client._transport._session) is span_export.EnvironmentOnce
+    processor.shutdown()
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", "some-provider")
+    assert span_export._session() is None  # the library loads the provider's session

@@ -155,6 +155,20 @@ def test_kinds_states_links_statuses_and_groups() -> None:
     same_as_library(spans)
 
 
+@pytest.mark.parametrize("size", [1, 3, 600])
+def test_batches_of_spans_encoded_as_they_finished_are_joined_as_the_library_writes_them(size: int) -> None:
+    """One resource and scope (what Detour exports: joined at once, a batch of 600 spans needing a
+    three-byte length) and then mixed ones (grouped span by span), with schema URLs on both."""
+    resource = Resource.create({"service.name": "detour"}, schema_url="https://opentelemetry.io/schemas/1.21.0")
+    scope = InstrumentationScope("detour", "1", "https://example.com/schema")
+    spans = [span(span_id=index + 1, resource=resource, scope=scope) for index in range(size)]
+    encoder = SpanEncoder()
+    assert encoder.encode([encoder.encode_one(s) for s in spans]) == encode_spans(spans).SerializeToString()
+    mixed = [*spans, span(resource=RESOURCE), span(scope=None), spans[0]]
+    joined = encoder.encode([encoder.encode_one(s) for s in mixed])
+    assert joined == encode_spans(mixed).SerializeToString()
+
+
 def test_a_span_with_a_parent_and_a_trace_state_keeps_the_fields_in_order() -> None:
     """An attempt under a client's `tracestate`: field 3 (trace state) before field 4 (parent)."""
     parent = SpanContext(0x0123456789ABCDEF0123456789ABCDEF, 0xAA, True, TraceFlags(1))
