@@ -197,8 +197,13 @@ def _otlp_metric_reader(target: OtlpTarget, interval_ms: int) -> MetricReader:
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
 
+        from sidecar.telemetry.otlp_session import requests_session
+
         exporter = HttpMetrics(
-            endpoint=target.endpoint, headers=dict(target.headers) or None, timeout=target.timeout_s
+            endpoint=target.endpoint,
+            headers=dict(target.headers) or None,
+            timeout=target.timeout_s,
+            session=requests_session("METRICS"),
         )
     return PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
 

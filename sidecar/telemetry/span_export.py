@@ -13,20 +13,20 @@ slower, never wrong.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from sidecar.telemetry.otlp_encoding import EncodedSpan, SpanEncoder
+from sidecar.telemetry.otlp_session import requests_session
 from sidecar.telemetry.otlp_wire import UnsupportedValue
 
 if TYPE_CHECKING:
+    import requests
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from sidecar.telemetry.spans import OpenSpan
 
 log = logging.getLogger("detour.telemetry")
-_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"
-_TRACES_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"
 
 
 def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
@@ -50,7 +48,10 @@ def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
     else:
         headers = dict(target.headers) or None
         exporter = FastHttpSpans(
-            endpoint=target.endpoint, headers=headers, timeout=target.timeout_s, session=_session()
+            endpoint=target.endpoint,
+            headers=headers,
+            timeout=target.timeout_s,
+            session=requests_session("TRACES"),
         )
     if getattr(exporter, "fast", False):
         return EncodingSpanProcessor(exporter)
@@ -185,41 +186,6 @@ class FastHttpSpans(HttpSpans):
                 result.error = sent.error
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
-
-
-def _session() -> requests.Session | None:
-    """The exporter's `requests` session: one that reads the environment once (`EnvironmentOnce`),
-    unless a credential provider (`OTEL_PYTHON_EXPORTER_OTLP_HTTP_*CREDENTIAL_PROVIDER`) is to
-    give the library its own session."""
-    if os.environ.get(_CREDENTIAL_PROVIDER) or os.environ.get(_TRACES_CREDENTIAL_PROVIDER):
-        return None
-    return EnvironmentOnce()
-
-
-class EnvironmentOnce(requests.Session):
-    """A session that looks up the environment's proxy and CA bundle settings (`HTTPS_PROXY`,
-    `NO_PROXY`, `REQUESTS_CA_BUNDLE`, ...) once per URL instead of for every request: `requests`
-    walks and decodes the whole of `os.environ` twice per batch sent, on the export thread under
-    the interpreter's lock — as long as joining the batch itself. A sidecar's environment does not
-    change after it starts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._settled: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        if proxies or not self.trust_env:  # proxies given for this request: as `requests` does
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        key = (url, stream, verify, cert)
-        settled = self._settled.get(key)
-        if settled is None:
-            if len(self._settled) >= 8:  # the exporter sends to one URL
-                self._settled.clear()
-            settled = super().merge_environment_settings(url, {}, stream, verify, cert)
-            self._settled[key] = settled
-        return {**settled, "proxies": dict(settled["proxies"])}  # `requests` may change its copy
 
 
 def _grpc_exporter(target: OtlpTarget) -> SpanExporter:

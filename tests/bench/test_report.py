@@ -178,7 +178,9 @@ def test_the_exporting_throughput_is_the_median_of_its_sixteen_connection_runs()
     # The single run and three paired runs: the median of four is the mean of the middle two.
     assert on["rps_c16"] == pytest.approx(single + 400)
     assert (on["rps_c16_single"], on["rps_c16_runs"], on["rps_c16_range"]) == (
-        single, 4, (single - 50, single + 900)
+        single,
+        4,
+        (single - 50, single + 900),
     )
     row = next(
         line

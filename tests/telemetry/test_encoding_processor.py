@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.trace.span import TraceState
 
 from sidecar.telemetry import span_export
+from sidecar.telemetry.otlp_session import EnvironmentOnce, requests_session
 from sidecar.telemetry.sampling import KeepEvidence
 from sidecar.telemetry.settings import OtlpTarget
 from sidecar.telemetry.span_export import EncodingSpanProcessor, FastHttpSpans, otlp_span_processor
@@ -237,7 +238,7 @@ def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provid
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    session = span_export.EnvironmentOnce()
+    session = EnvironmentOnce()
     url = "http://collector:4318/v1/traces"
     first = session.merge_environment_settings(url, {}, None, True, None)
     assert first["proxies"] == {"http": "http://proxy.internal:3128"}
@@ -251,7 +252,11 @@ def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provid
 
     http = OtlpTarget(protocol="http/protobuf", endpoint="http://127.0.0.1:9/v1/traces")
     processor = otlp_span_processor(http)
-    assert type(processor.span_exporter._client._transport._session) is span_export.EnvironmentOnce
+    assert type(processor.span_exporter._client._transport._session) is EnvironmentOnce
     processor.shutdown()
+    assert type(requests_session("METRICS")) is EnvironmentOnce
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER", "some-provider")
+    assert requests_session("METRICS") is None  # the library loads the provider's session
+    assert type(requests_session("TRACES")) is EnvironmentOnce
     monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", "some-provider")
-    assert span_export._session() is None  # the library loads the provider's session
+    assert requests_session("TRACES") is None

@@ -159,7 +159,9 @@ def test_kinds_states_links_statuses_and_groups() -> None:
 def test_batches_of_spans_encoded_as_they_finished_are_joined_as_the_library_writes_them(size: int) -> None:
     """One resource and scope (what Detour exports: joined at once, a batch of 600 spans needing a
     three-byte length) and then mixed ones (grouped span by span), with schema URLs on both."""
-    resource = Resource.create({"service.name": "detour"}, schema_url="https://opentelemetry.io/schemas/1.21.0")
+    resource = Resource.create(
+        {"service.name": "detour"}, schema_url="https://opentelemetry.io/schemas/1.21.0"
+    )
     scope = InstrumentationScope("detour", "1", "https://example.com/schema")
     spans = [span(span_id=index + 1, resource=resource, scope=scope) for index in range(size)]
     encoder = SpanEncoder()

@@ -1,0 +1,46 @@
+"""The `requests` session Detour's OTLP/HTTP exporters (spans and metrics) send with."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+
+_CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"
+
+
+def requests_session(signal: str) -> requests.Session | None:
+    """The session for the exporter of `signal` (`TRACES`, `METRICS`): one that reads the
+    environment once (`EnvironmentOnce`), unless a credential provider
+    (`OTEL_PYTHON_EXPORTER_OTLP_HTTP_[<signal>_]CREDENTIAL_PROVIDER`) is to give the library its own."""
+    signal_provider = f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal}_CREDENTIAL_PROVIDER"
+    if os.environ.get(_CREDENTIAL_PROVIDER) or os.environ.get(signal_provider):
+        return None
+    return EnvironmentOnce()
+
+
+class EnvironmentOnce(requests.Session):
+    """A session that looks up the environment's proxy and CA bundle settings (`HTTPS_PROXY`,
+    `NO_PROXY`, `REQUESTS_CA_BUNDLE`, ...) once per URL instead of for every request: `requests`
+    walks and decodes the whole of `os.environ` twice per request, here on an exporter's thread
+    under the interpreter's lock — for a batch of spans, as long as joining the batch itself
+    (docs/benchmarks.md). A sidecar's environment does not change after it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settled: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies or not self.trust_env:  # proxies given for this request: as `requests` does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (url, stream, verify, cert)
+        settled = self._settled.get(key)
+        if settled is None:
+            if len(self._settled) >= 8:  # an exporter sends to one URL
+                self._settled.clear()
+            settled = super().merge_environment_settings(url, {}, stream, verify, cert)
+            self._settled[key] = settled
+        return {**settled, "proxies": dict(settled["proxies"])}  # `requests` may change its copy
