@@ -354,7 +354,8 @@ def derive_metrics(results: Mapping[str, Any], events: int) -> dict[str, Any]:
             # Each pair's two runs are seconds apart; the machine's speed drifts more than that
             # between pairs, so the ratio is taken within each pair, then the median of those.
             on["cpu_ratio_vs_off"] = statistics.median(p["on_us"] / p["off_us"] for p in pairs)
-            on_rps = [p["on_rps"] for p in pairs if "on_rps" in p]
+            # Every exporting run that served, whether or not its pair's other run did.
+            on_rps = [p["on_rps"] for p in telemetry.get("cpu_pairs", ()) if p.get("on_rps")]
             if on_rps:
                 # One 5 s run's throughput swings by a fifth with this machine's speed: the target
                 # is read from the median of the exporting Detour's 16-connection runs (the main

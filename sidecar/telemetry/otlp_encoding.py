@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind as _SpanKind
 from opentelemetry.trace import StatusCode as _StatusCode
 from opentelemetry.trace.status import Status
 
+from sidecar.telemetry.otlp_library import library_parts, library_span
 from sidecar.telemetry.otlp_wire import UnsupportedValue
 from sidecar.telemetry.otlp_wire import field as _field
 from sidecar.telemetry.otlp_wire import key_value as _key_value
@@ -67,8 +68,8 @@ _PARENT_ID_TAG = bytes((_SPAN_PARENT_ID, 8))
 _LOCAL_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE)
 _REMOTE_PARENT = _SPAN_FLAGS + _FIXED32.pack(_HAS_IS_REMOTE | _IS_REMOTE)
 _UNSET_LOCAL_PARENT, _UNSET_REMOTE_PARENT = _UNSET_STATUS + _LOCAL_PARENT, _UNSET_STATUS + _REMOTE_PARENT
-# A span's ids: the trace id's tag, its two halves (big-endian, as the wire has them), the span id's
-# tag and the span id, then the parent's tag and id when it has one.
+# A span's (or a link's) ids: the trace id's tag, its two halves (big-endian, as the wire has
+# them), the span id's tag and the span id, then the parent's tag and id when it has one.
 _IDS = struct.Struct(">2sQQ2sQ")
 _IDS_AND_PARENT = struct.Struct(">2sQQ2sQ2sQ")
 _LOW64 = (1 << 64) - 1
@@ -108,13 +109,18 @@ class SpanEncoder:
     def encode(self, spans: Sequence[ReadableSpan] | Sequence[EncodedSpan]) -> bytes:
         """The serialized `ExportTraceServiceRequest` of `spans` (or of spans encoded already:
         `encode_one`), grouped by resource, then scope, in the order they first appear, like the library."""
-        joined = self._encoded_alike(spans)
-        if joined is not None:
-            return joined
+        data = self._encoded_alike(spans)
+        if data is None:
+            data = self._grouped(spans)
+        if len(self._resources) > 16 or len(self._scopes) > 16:  # many providers (tests): don't hoard
+            self._resources.clear()
+            self._scopes.clear()
+        return data
+
+    def _grouped(self, spans: Sequence[Any]) -> bytes:
         groups: dict[int, dict[int, list[bytes]]] = {}
         group: list[bytes] = []
         last: tuple[object, object] | None = None  # Detour's spans share one resource and scope
-        span: Any
         for span in spans:
             encoded: bytes | None
             if type(span) is tuple:
@@ -122,10 +128,7 @@ class SpanEncoder:
             else:
                 resource, scope, encoded = span.resource, span.instrumentation_scope or None, None
             if last is None or resource is not last[0] or scope is not last[1]:
-                if id(resource) not in self._resources:
-                    self._remember_resource(resource)
-                if id(scope) not in self._scopes:
-                    self._remember_scope(scope)
+                self._parts(resource, scope)
                 group = groups.setdefault(id(resource), {}).setdefault(id(scope), [])
                 last = (resource, scope)
             group.append(encoded if encoded is not None else self._span(span))
@@ -138,9 +141,6 @@ class SpanEncoder:
                 body = scope_part + b"".join(scope_spans) + scope_schema
                 scope_parts.append(_field(_RS_SCOPE_SPANS, body))
             out.append(_field(_RESOURCE_SPANS, resource_part + b"".join(scope_parts) + resource_schema))
-        if len(self._resources) > 16 or len(self._scopes) > 16:  # many providers (tests): don't hoard
-            self._resources.clear()
-            self._scopes.clear()
         return b"".join(out)
 
     def _encoded_alike(self, spans: Sequence[Any]) -> bytes | None:
@@ -155,18 +155,21 @@ class SpanEncoder:
             and all(map(is_, map(_SECOND, spans), repeat(scope)))
         ):
             return None
-        if id(resource) not in self._resources:
-            self._remember_resource(resource)
-        if id(scope) not in self._scopes:
-            self._remember_scope(scope)
-        _, resource_part, resource_schema = self._resources[id(resource)]
-        _, scope_part, scope_schema = self._scopes[id(scope)]
+        resource_part, resource_schema, scope_part, scope_schema = self._parts(resource, scope)
         encoded = list(map(_THIRD, spans))
         scope_spans = len(scope_part) + sum(map(len, encoded)) + len(scope_schema)
         scope_head = bytes((_RS_SCOPE_SPANS,)) + _varint(scope_spans)
         resource_spans = len(resource_part) + len(scope_head) + scope_spans + len(resource_schema)
         head = bytes((_RESOURCE_SPANS,)) + _varint(resource_spans) + resource_part + scope_head + scope_part
         return b"".join((head, *encoded, scope_schema, resource_schema))
+
+    def _parts(self, resource: Any, scope: Any) -> tuple[bytes, bytes, bytes, bytes]:
+        """The resource's field and schema URL, then the scope's, each written on first sight."""
+        if id(resource) not in self._resources:
+            self._remember_resource(resource)
+        if id(scope) not in self._scopes:
+            self._remember_scope(scope)
+        return self._resources[id(resource)][1:] + self._scopes[id(scope)][1:]
 
     def encode_one(self, span: ReadableSpan) -> EncodedSpan:
         """One span, encoded when it finishes, for `encode` to join into a batch later. Anything
@@ -175,14 +178,14 @@ class SpanEncoder:
         try:
             encoded = self._span(span)
         except (UnsupportedValue, UnicodeEncodeError):
-            encoded = _library_span(span)
+            encoded = _field(_SS_SPANS, library_span(span))
         return span.resource, span.instrumentation_scope or None, encoded
 
     def _remember_resource(self, resource: Any) -> None:
         try:
             body = self._attributes_of(_RESOURCE_ATTRIBUTES, resource.attributes)
         except (UnsupportedValue, UnicodeEncodeError):
-            body = _library_parts(resource, None).resource.SerializePartialToString()
+            body = library_parts(resource, None).resource.SerializePartialToString()
         schema = resource.schema_url
         schema_part = _field(_RS_SCHEMA_URL, schema.encode()) if schema else b""
         self._resources[id(resource)] = (resource, _field(_RS_RESOURCE, body), schema_part)
@@ -193,7 +196,7 @@ class SpanEncoder:
         try:
             body = self._scope(scope)
         except (UnsupportedValue, UnicodeEncodeError):
-            body = _library_parts(None, scope).scope_spans[0].scope.SerializePartialToString()
+            body = library_parts(None, scope).scope_spans[0].scope.SerializePartialToString()
         self._scopes[id(scope)] = (scope, _field(_SS_SCOPE, body), schema_part)
 
     def _scope(self, scope: Any) -> bytes:
@@ -410,27 +413,6 @@ class SpanEncoder:
             body += bytes((_LINK_DROPPED,)) + _varint(link.dropped_attributes)
         flags = _HAS_IS_REMOTE | (_IS_REMOTE if context.is_remote else 0)
         return body + bytes((_LINK_FLAGS,)) + _FIXED32.pack(flags)
-
-
-def _library_span(span: ReadableSpan) -> bytes:
-    """The `ScopeSpans.spans` field of one span, as the library's encoder writes it (it drops,
-    and logs, an attribute it cannot write)."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    message = encode_spans([span]).resource_spans[0].scope_spans[0].spans[0]
-    return _field(_SS_SPANS, message.SerializePartialToString())
-
-
-def _library_parts(resource: Any, scope: Any) -> Any:
-    """The `ResourceSpans` message the library writes for a span of `resource` and `scope`, for
-    the resource or scope part this encoder could not write."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
-
-    resource = resource if resource is not None else Resource.get_empty()
-    span = ReadableSpan("", _SpanContext(1, 1, False), resource=resource, instrumentation_scope=scope)
-    return encode_spans([span]).resource_spans[0]
 
 
 def _is_unset(status: Any) -> bool:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
 _CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"
 
 
-def requests_session(signal: str) -> requests.Session | None:
+def requests_session(signal: Literal["TRACES", "METRICS"]) -> requests.Session | None:
     """The session for the exporter of `signal` (`TRACES`, `METRICS`): one that reads the
     environment once (`EnvironmentOnce`), unless a credential provider
     (`OTEL_PYTHON_EXPORTER_OTLP_HTTP_[<signal>_]CREDENTIAL_PROVIDER`) is to give the library its own."""
@@ -32,12 +32,21 @@ class EnvironmentOnce(requests.Session):
         self._settled: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+        self,
+        url: str,
+        proxies: dict[str, str] | None,
+        stream: bool | None,
+        verify: Any,
+        cert: Any,
     ) -> dict[str, Any]:
-        if proxies or not self.trust_env:  # proxies given for this request: as `requests` does
+        if proxies or not self.trust_env:  # proxies given for this request: not remembered
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        key = (url, stream, verify, cert)
-        settled = self._settled.get(key)
+        # The session's own settings are part of the key, so setting them later still counts.
+        key = (url, stream, verify, cert, self.stream, self.verify, self.cert, *self.proxies.items())
+        try:
+            settled = self._settled.get(key)
+        except TypeError:  # an unhashable setting (a list as `cert`): as `requests` does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
         if settled is None:
             if len(self._settled) >= 8:  # an exporter sends to one URL
                 self._settled.clear()

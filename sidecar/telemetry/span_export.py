@@ -22,7 +22,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from sidecar.telemetry.otlp_encoding import EncodedSpan, SpanEncoder
-from sidecar.telemetry.otlp_session import requests_session
 from sidecar.telemetry.otlp_wire import UnsupportedValue
 
 if TYPE_CHECKING:
@@ -46,6 +45,8 @@ def otlp_span_processor(target: OtlpTarget) -> SpanProcessor:
     if target.protocol == "grpc":
         exporter = _grpc_exporter(target)
     else:
+        from sidecar.telemetry.otlp_session import requests_session  # loads `requests`: HTTP only
+
         headers = dict(target.headers) or None
         exporter = FastHttpSpans(
             endpoint=target.endpoint,

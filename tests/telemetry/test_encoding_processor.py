@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from sidecar.telemetry import span_export
+from sidecar.telemetry import runtime, span_export
 from sidecar.telemetry.otlp_session import EnvironmentOnce, requests_session
 from sidecar.telemetry.sampling import KeepEvidence
 from sidecar.telemetry.settings import OtlpTarget
@@ -235,9 +236,10 @@ def test_the_otlp_processor_encodes_as_spans_finish_only_when_its_exporter_can_s
 def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provider_gives_the_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in list(os.environ):  # a runner's own proxy settings would change the answer
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
     session = EnvironmentOnce()
     url = "http://collector:4318/v1/traces"
     first = session.merge_environment_settings(url, {}, None, True, None)
@@ -254,7 +256,9 @@ def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provid
     processor = otlp_span_processor(http)
     assert type(processor.span_exporter._client._transport._session) is EnvironmentOnce
     processor.shutdown()
-    assert type(requests_session("METRICS")) is EnvironmentOnce
+    reader = runtime._otlp_metric_reader(http, 60_000)
+    assert type(reader._exporter._client._transport._session) is EnvironmentOnce
+    reader.shutdown()
     monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_METRICS_CREDENTIAL_PROVIDER", "some-provider")
     assert requests_session("METRICS") is None  # the library loads the provider's session
     assert type(requests_session("TRACES")) is EnvironmentOnce

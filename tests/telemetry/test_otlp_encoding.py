@@ -156,19 +156,37 @@ def test_kinds_states_links_statuses_and_groups() -> None:
 
 
 @pytest.mark.parametrize("size", [1, 3, 600])
-def test_batches_of_spans_encoded_as_they_finished_are_joined_as_the_library_writes_them(size: int) -> None:
-    """One resource and scope (what Detour exports: joined at once, a batch of 600 spans needing a
-    three-byte length) and then mixed ones (grouped span by span), with schema URLs on both."""
+@pytest.mark.parametrize("schemas", [True, False])
+def test_batches_of_spans_encoded_as_they_finished_are_joined_as_the_library_writes_them(
+    size: int, schemas: bool
+) -> None:
+    """One resource and scope (what Detour exports: joined at once, from one-byte lengths to a
+    batch of 600 spans needing three), then mixed ones (grouped span by span)."""
     resource = Resource.create(
-        {"service.name": "detour"}, schema_url="https://opentelemetry.io/schemas/1.21.0"
+        {"service.name": "detour"}, schema_url="https://opentelemetry.io/schemas/1.21.0" if schemas else ""
     )
-    scope = InstrumentationScope("detour", "1", "https://example.com/schema")
+    scope = InstrumentationScope("detour", "1", "https://example.com/schema" if schemas else None)
     spans = [span(span_id=index + 1, resource=resource, scope=scope) for index in range(size)]
     encoder = SpanEncoder()
-    assert encoder.encode([encoder.encode_one(s) for s in spans]) == encode_spans(spans).SerializeToString()
+    encoded = [encoder.encode_one(s) for s in spans]
+    assert encoder._encoded_alike(encoded) is not None  # the one-join path, not the grouping loop
+    assert encoder.encode(encoded) == encode_spans(spans).SerializeToString()
     mixed = [*spans, span(resource=RESOURCE), span(scope=None), spans[0]]
     joined = encoder.encode([encoder.encode_one(s) for s in mixed])
     assert joined == encode_spans(mixed).SerializeToString()
+
+
+def test_a_batch_shorter_than_a_length_byte_and_without_a_scope_is_joined_as_the_library_writes_it() -> None:
+    small = ReadableSpan(
+        name="",
+        context=SpanContext(1, 2, False, TraceFlags(1)),
+        resource=Resource.get_empty(),
+        instrumentation_scope=None,
+    )
+    encoder = SpanEncoder()
+    expected = encode_spans([small]).SerializeToString()
+    assert len(expected) < 128
+    assert encoder.encode([encoder.encode_one(small)]) == expected
 
 
 def test_a_span_with_a_parent_and_a_trace_state_keeps_the_fields_in_order() -> None:
