@@ -39,6 +39,10 @@ class EnvironmentOnce(requests.Session):
         verify: Any,
         cert: Any,
     ) -> dict[str, Any]:
+        if verify is None and isinstance(self.verify, str):
+            # `OTEL_EXPORTER_OTLP_*CERTIFICATE` (the library puts it in `verify`) is what the
+            # exporter was told to trust; `requests` alone would let `REQUESTS_CA_BUNDLE` win.
+            verify = self.verify
         if proxies or not self.trust_env:  # proxies given for this request: not remembered
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         # The session's own settings are part of the key, so setting them later still counts.

@@ -264,3 +264,23 @@ def test_the_http_exporter_reads_the_environment_once_unless_a_credential_provid
     assert type(requests_session("TRACES")) is EnvironmentOnce
     monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", "some-provider")
     assert requests_session("TRACES") is None
+
+
+def test_the_otlp_certificate_is_trusted_over_a_ca_bundle_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`requests` on its own lets `REQUESTS_CA_BUNDLE` replace a session's CA file; the exporter was
+    given `OTEL_EXPORTER_OTLP_CERTIFICATE`, so that one is used."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/environment-bundle.pem")
+    url = "https://collector:4318/v1/traces"
+    with_file = EnvironmentOnce()
+    with_file.verify = "/etc/otel/collector-ca.pem"
+    assert (
+        with_file.merge_environment_settings(url, {}, None, None, None)["verify"]
+        == "/etc/otel/collector-ca.pem"
+    )
+    without = EnvironmentOnce()  # no certificate configured: the environment's bundle, as before
+    assert (
+        without.merge_environment_settings(url, {}, None, None, None)["verify"]
+        == "/etc/ssl/environment-bundle.pem"
+    )
