@@ -25,7 +25,8 @@ class EnvironmentOnce(requests.Session):
     `NO_PROXY`, `REQUESTS_CA_BUNDLE`, ...) once per URL instead of for every request: `requests`
     walks and decodes the whole of `os.environ` twice per request, here on an exporter's thread
     under the interpreter's lock — for a batch of spans, as long as joining the batch itself
-    (docs/benchmarks.md). A sidecar's environment does not change after it starts."""
+    (docs/benchmarks.md). A sidecar's environment does not change after it starts. And a CA file
+    the exporter was given is trusted over the environment's bundle (docs/telemetry.md)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -72,7 +72,8 @@ def injector(*args: str, cert_file: pathlib.Path, key_file: pathlib.Path) -> Ite
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     running = Injector(process)
-    threading.Thread(target=running._pump, daemon=True).start()
+    pump = threading.Thread(target=running._pump, daemon=True)
+    pump.start()
     try:
         if "--help" not in args:
             line = running.line_containing("serving https://", within_s=15)
@@ -82,3 +83,6 @@ def injector(*args: str, cert_file: pathlib.Path, key_file: pathlib.Path) -> Ite
         if process.poll() is None:
             process.terminate()
         process.wait(10)
+        pump.join(5)  # the pipe's end reached: nothing reads it any more
+        assert process.stderr is not None
+        process.stderr.close()
