@@ -118,6 +118,8 @@ class SpanEncoder:
         return data
 
     def _grouped(self, spans: Sequence[Any]) -> bytes:
+        """`encode` of any other batch: spans not yet encoded (a plain batch processor's, a
+        fallback), or of several resources or scopes, grouped span by span."""
         groups: dict[int, dict[int, list[bytes]]] = {}
         group: list[bytes] = []
         last: tuple[object, object] | None = None  # Detour's spans share one resource and scope
