@@ -232,7 +232,12 @@ async def _start_grpc(
     from sidecar.ingress.grpc.server import build_grpc_server
 
     server = build_grpc_server(
-        sidecar, host, settings.grpc_port, admin=admin, max_body_bytes=settings.max_body_bytes
+        sidecar,
+        host,
+        settings.grpc_port,
+        admin=admin,
+        max_body_bytes=settings.max_body_bytes,
+        max_connections=settings.max_connections,
     )
     await server.start()
     log.info("gRPC API on %s", server.address)

@@ -51,6 +51,28 @@ async def test_serve_answers_grpc_and_http_from_one_router_and_drains_on_sigterm
     assert code == 0
 
 
+async def test_the_connection_cap_applies_to_the_grpc_port_too(tmp_path: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    own = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own connection
+    check = health_pb2.HealthCheckRequest()
+    async with SimulatedProvider("openai") as sim:
+        args = ("serve", "--config", routes(tmp_path, sim.base_url), "--port", str(http_port))
+        async with detour_process(*args, "--grpc-port", str(grpc_port), "--max-connections", "1") as detour:
+            await detour.line_containing(f"gRPC API on 127.0.0.1:{grpc_port}")
+            address = f"127.0.0.1:{grpc_port}"
+            async with grpc.aio.insecure_channel(address, options=own) as first:
+                held = await health_pb2_grpc.HealthStub(first).Check(check, timeout=5)
+                async with grpc.aio.insecure_channel(address, options=own) as second:
+                    try:
+                        await health_pb2_grpc.HealthStub(second).Check(check, timeout=5)
+                        refused = None
+                    except grpc.aio.AioRpcError as exc:
+                        refused = exc.code()
+
+    assert held.status == health_pb2.HealthCheckResponse.SERVING
+    assert refused is grpc.StatusCode.UNAVAILABLE
+
+
 async def test_grpc_port_zero_turns_it_off(tmp_path: Path) -> None:
     async with SimulatedProvider("openai") as sim:
         config = routes(tmp_path, sim.base_url)

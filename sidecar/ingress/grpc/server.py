@@ -26,6 +26,7 @@ from sidecar.ingress.grpc.admin import Admin
 from sidecar.ingress.grpc.gateway import Gateway
 from sidecar.ingress.grpc.health import Health
 from sidecar.ingress.grpc.runtime import Runtime
+from sidecar.ingress.http_protocol import DEFAULT_MAX_CONNECTIONS
 
 log = logging.getLogger("detour.grpc")
 
@@ -49,6 +50,7 @@ class GrpcServer:
         gateway: bool = True,
         admin: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.server = grpc.aio.server(
             options=[
@@ -59,6 +61,10 @@ class GrpcServer:
                 # §8); grpc itself refuses a larger message with RESOURCE_EXHAUSTED.
                 ("grpc.max_receive_message_length", max_body_bytes + FRAMING_BYTES),
                 ("grpc.max_send_message_length", -1),
+                # The per-port connection cap (docs/operations.md): grpc closes a connection beyond
+                # it before its handshake, and the client's call fails UNAVAILABLE, which gRPC
+                # clients retry; the connections already open are not affected.
+                ("grpc.max_allowed_incoming_connections", max_connections),
             ]
         )
         services = []
@@ -122,12 +128,22 @@ def build_grpc_server(
     gateway: bool = True,
     admin: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> GrpcServer:
     """The gRPC API of `runtime` (a `Sidecar`), bound to `host`:`port` (0: a free port, see
     `.port`). Call it on the running event loop the HTTP server uses. `gateway` / `admin`: which of
     Detour's services it serves (health and reflection always; e.g. `admin=False` when the admin
-    API has a port of its own). Raises OSError when the address cannot be bound."""
-    return GrpcServer(runtime, host, port, gateway=gateway, admin=admin, max_body_bytes=max_body_bytes)
+    API has a port of its own). `max_connections`: open connections allowed at once, as on the HTTP
+    ports. Raises OSError when the address cannot be bound."""
+    return GrpcServer(
+        runtime,
+        host,
+        port,
+        gateway=gateway,
+        admin=admin,
+        max_body_bytes=max_body_bytes,
+        max_connections=max_connections,
+    )
 
 
 def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
