@@ -163,7 +163,8 @@ async def test_the_circuit_opens_after_repeated_failures_and_lets_one_probe_thro
             for _ in range(5):  # open: the primary costs nothing
                 assert (await post(detour.url, CHAT)).headers["x-detour-attempts"] == "1"
             assert len(primary.requests) == 2
-            state = (await httpx.AsyncClient().get(detour.url + "/admin/state")).json()
+            async with httpx.AsyncClient() as client:
+                state = (await client.get(detour.url + "/admin/state")).json()
             assert state["circuits"][0]["state"] == "open"
 
             clock.advance(30)  # half-open: one probe, which fails and reopens
