@@ -5,8 +5,8 @@ Two kinds of listeners, both protocols so the routing layer never imports who im
 - `Observer` (the demo's live view, tests, gRPC `Admin.WatchEvents`) hears process-wide events;
   with none registered, emitting costs one empty check. A `Watcher` (`Admin.WatchEvents`, gRPC
   health; docs/grpc.md) hears configs applied and limits cleared by hand. Both may come and go at
-  any time (`Router.observe`, `Router.watch`); a config source reports rejected configs
-  (`ConfigRejected`) to its own listeners.
+  any time (`Router.observe`, `Router.watch`), held by the router's `Listeners`, which emits to
+  them; a config source reports rejected configs (`ConfigRejected`) to its own listeners.
 - `RequestTracing` (telemetry) follows one request from the ingress down to each upstream attempt:
   the ingress opens a `RequestTrace` per inbound request, the router opens an `AttemptTrace` per
   upstream request and hands its `upstream_headers` (a W3C `traceparent`) to the provider client.
@@ -15,7 +15,7 @@ Two kinds of listeners, both protocols so the routing layer never imports who im
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -145,3 +145,77 @@ class RequestTracing(Protocol):
 
     def start_rpc(self, service: str, method: str, headers: ClientHeaders) -> RequestTrace:
         """A gRPC call (docs/grpc.md): its `end` gets the gRPC status code, not an HTTP status."""
+
+
+class Listeners:
+    """Who hears what the router does: the observers and watchers registered now, and for a
+    request's own events its trace too. The tuples are replaced, never changed in place, so an
+    emission in progress finishes with the listeners it started with."""
+
+    __slots__ = ("observers", "watchers")
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
+        self.observers: tuple[Observer, ...] = tuple(observers)
+        self.watchers: tuple[Watcher, ...] = ()
+
+    def observe(self, observer: Observer) -> Callable[[], None]:
+        self.observers = (*self.observers, observer)
+
+        def unobserve() -> None:
+            self.observers = tuple(each for each in self.observers if each is not observer)
+
+        return unobserve
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        self.watchers = (*self.watchers, watcher)
+
+        def unwatch() -> None:
+            self.watchers = tuple(each for each in self.watchers if each is not watcher)
+
+        return unwatch
+
+    def rate_limited(self, event: RateLimited, trace: RequestTrace | None) -> None:
+        for observer in self.observers:
+            observer.on_rate_limited(event)
+        if trace is not None:
+            trace.on_rate_limited(event)
+
+    def failed_over(
+        self,
+        source: Candidate,
+        target: Candidate,
+        outcome: Outcome,
+        trace: RequestTrace | None,
+        *,
+        resumed: bool = False,
+    ) -> None:
+        if not self.observers and trace is None:
+            return  # the event is not even built
+        event = FailedOver(
+            source.provider_id, source.model, target.provider_id, target.model, outcome, resumed
+        )
+        for observer in self.observers:
+            observer.on_failed_over(event)
+        if trace is not None:
+            trace.on_failed_over(event)
+
+    def served(
+        self, candidate: Candidate, attempts: int, first: Candidate, trace: RequestTrace | None
+    ) -> None:
+        if not self.observers and trace is None:
+            return
+        event = Served(candidate.provider_id, candidate.model, attempts, first.provider_id)
+        for observer in self.observers:
+            observer.on_served(event)
+        if trace is not None:
+            trace.on_served(event)
+
+    def config_applied(self, version: str, source: str) -> None:
+        if self.watchers:
+            event = ConfigApplied(version, source)
+            for watcher in self.watchers:
+                watcher.on_config_applied(event)
+
+    def limit_cleared(self, event: LimitCleared) -> None:
+        for watcher in self.watchers:
+            watcher.on_limit_cleared(event)

@@ -43,7 +43,7 @@ from sidecar.routing import admin_state, events
 from sidecar.routing.attempt import client_error, run_attempt, stream_response
 from sidecar.routing.budgets import BudgetSink, BudgetTable, uses_budgets
 from sidecar.routing.circuits import CircuitBreakers
-from sidecar.routing.events import FailedOver, Observer, RequestTrace, RequestTracing, Served
+from sidecar.routing.events import Observer, RequestTrace, RequestTracing
 from sidecar.routing.exchange import InboundRequest, RoutedResponse
 from sidecar.routing.limiting import record_limit
 from sidecar.routing.limits import RateLimitTable
@@ -75,8 +75,7 @@ class Router:
         self.counters = Counters()
         self.clock = clock or Clock()
         self.tracing = tracing  # read by the ingress, which opens one RequestTrace per request
-        self._observers: tuple[Observer, ...] = tuple(observers)
-        self._watchers: tuple[events.Watcher, ...] = ()
+        self._listeners = events.Listeners(observers)
         self._rng = rng or random.Random()
         self._rotations = Rotations()  # survive reloads while a rule's provider list is the same
         self._table: RouteTable | None = None
@@ -104,37 +103,21 @@ class Router:
         self.circuits.keep_only(providers)
         self._table = table
         self._plans = {}
-        if self._watchers:
-            applied = events.ConfigApplied(table.version, table.loaded.source)
-            for watcher in self._watchers:
-                watcher.on_config_applied(applied)
+        self._listeners.config_applied(table.version, table.loaded.source)
 
     def observe(self, observer: Observer) -> Callable[[], None]:
-        """`observer` hears every request's events from now on, until the returned function is
-        called. The tuple is replaced, never changed in place: an emission in progress finishes."""
-        self._observers = (*self._observers, observer)
-
-        def unobserve() -> None:
-            self._observers = tuple(each for each in self._observers if each is not observer)
-
-        return unobserve
+        """`observer` hears every request's events from now on, until the returned function is called."""
+        return self._listeners.observe(observer)
 
     def watch(self, watcher: events.Watcher) -> Callable[[], None]:
         """`watcher` hears configs applied and limits cleared, until the returned function is called."""
-        self._watchers = (*self._watchers, watcher)
-
-        def unwatch() -> None:
-            self._watchers = tuple(each for each in self._watchers if each is not watcher)
-
-        return unwatch
+        return self._listeners.watch(watcher)
 
     def clear_limit(self, provider_id: str, model: str | None = None) -> int:
         """Lift a limit by hand: one candidate's, or with `model` None every limit of the provider
         (its quota included). Returns how many entries were lifted."""
         cleared = self.limits.clear(provider_id, model)
-        event = events.LimitCleared(provider_id, model, cleared)
-        for watcher in self._watchers:
-            watcher.on_limit_cleared(event)
+        self._listeners.limit_cleared(events.LimitCleared(provider_id, model, cleared))
         return cleared
 
     def describe_state(self) -> dict[str, Any]:
@@ -222,7 +205,7 @@ class Router:
                 tally.unavailable_until.append(reopens if reopens is not None else now)
                 continue
             if tally.previous is not None:
-                self._emit_failover(tally.previous[0], candidate, tally.previous[1], tally.trace)
+                self._listeners.failed_over(tally.previous[0], candidate, tally.previous[1], tally.trace)
             tally.tried.add(candidate)
             emitter = forwarding(exchange, client.dialect, resume is not None) if request.stream else None
             body, convert = exchange.upstream_body, exchange.convert_response
@@ -231,7 +214,7 @@ class Router:
                 result = stream_response(result, request.dialect, resume)
             if isinstance(result, RoutedResponse):
                 result.attempts = tally.attempts
-                self._emit_served(candidate, tally.attempts, candidates[0], tally.trace)
+                self._listeners.served(candidate, tally.attempts, candidates[0], tally.trace)
                 return result
             policy = POLICY[result.outcome]
             if policy.next is Next.RETURN:
@@ -376,7 +359,7 @@ class Router:
                 )
                 result = await self._try_candidate(client, candidate, body, continuing, None, request, tally)
                 if isinstance(result, StreamLeg):
-                    self._emit_failover(broken, candidate, outcome, tally.trace, resumed=True)
+                    self._listeners.failed_over(broken, candidate, outcome, tally.trace, resumed=True)
                     return result
                 if isinstance(result, RoutedResponse):  # a continuation always streams
                     continue
@@ -411,38 +394,5 @@ class Router:
         expiry, event = record_limit(
             self.limits, settings, candidate, failure, now=clock.monotonic(), wall=clock.wall(), rng=self._rng
         )
-        for observer in self._observers:
-            observer.on_rate_limited(event)
-        if trace is not None:
-            trace.on_rate_limited(event)
+        self._listeners.rate_limited(event, trace)
         return expiry
-
-    def _emit_failover(
-        self,
-        source: Candidate,
-        target: Candidate,
-        outcome: Outcome,
-        trace: RequestTrace | None,
-        *,
-        resumed: bool = False,
-    ) -> None:
-        if not self._observers and trace is None:
-            return
-        event = FailedOver(
-            source.provider_id, source.model, target.provider_id, target.model, outcome, resumed
-        )
-        for observer in self._observers:
-            observer.on_failed_over(event)
-        if trace is not None:
-            trace.on_failed_over(event)
-
-    def _emit_served(
-        self, candidate: Candidate, attempts: int, first: Candidate, trace: RequestTrace | None
-    ) -> None:
-        if not self._observers and trace is None:
-            return
-        event = Served(candidate.provider_id, candidate.model, attempts, first.provider_id)
-        for observer in self._observers:
-            observer.on_served(event)
-        if trace is not None:
-            trace.on_served(event)
