@@ -25,15 +25,7 @@ import uvicorn
 from sidecar.config.loader import LoadedConfig
 from sidecar.config.models import ProviderConfig
 from sidecar.ingress.asgi import DEFAULT_MAX_BODY_BYTES, DetourASGI
-from sidecar.ingress.http_protocol import (
-    DEFAULT_BODY_TIMEOUT_SECS,
-    DEFAULT_HEADER_TIMEOUT_SECS,
-    DEFAULT_KEEPALIVE_TIMEOUT_SECS,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES,
-    ConnectionLimits,
-    guarded_protocol,
-)
+from sidecar.ingress.http_protocol import DEFAULT_LIMITS, ConnectionLimits, guarded_protocol
 from sidecar.kube.reload import ReloadStatus
 from sidecar.providers.client import ProviderClient
 from sidecar.providers.http import HttpxTransport, Transport
@@ -234,21 +226,11 @@ def make_server(
     *,
     name: str = "API",
     log_level: str = "warning",
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS,
-    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS,
-    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS,
 ) -> DrainingServer:
-    """One uvicorn server for `app`; the limits apply to each of its connections (docs/operations.md)."""
-    limits = ConnectionLimits(
-        max_header_bytes=max_header_bytes,
-        header_timeout_secs=header_timeout_secs,
-        body_timeout_secs=body_timeout_secs,
-        keepalive_timeout_secs=keepalive_timeout_secs,  # kept by the protocol, not uvicorn's timer
-        max_connections=max_connections,
-    )
+    """One uvicorn server for `app`; `limits` apply to each of its connections (docs/operations.md),
+    the keep-alive timeout included (kept by the protocol, not uvicorn's timer)."""
     config = uvicorn.Config(
         app,
         loop="none",
@@ -272,11 +254,7 @@ async def serve(
     *,
     probe_sock: socket.socket | None = None,
     admin_sock: socket.socket | None = None,
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS,
-    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS,
-    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     grpc: Drainable | None = None,
@@ -290,17 +268,9 @@ async def serve(
 
     With `probe_sock`, `/healthz` and `/readyz` are also served there (and nothing else), so the
     kubelet can probe the pod IP while the API stays on loopback. With `admin_sock`, `/admin/*` is
-    served there only (404 on the API port). The connection limits apply to every port, each port
+    served there only (404 on the API port). The connection `limits` apply to every port, each port
     counting its own connections; `max_body_bytes` to the API's requests (docs/operations.md)."""
-    server_for = functools.partial(
-        make_server,
-        max_header_bytes=max_header_bytes,
-        header_timeout_secs=header_timeout_secs,
-        body_timeout_secs=body_timeout_secs,
-        keepalive_timeout_secs=keepalive_timeout_secs,
-        max_connections=max_connections,
-        shutdown_grace_secs=shutdown_grace_secs,
-    )
+    server_for = functools.partial(make_server, limits=limits, shutdown_grace_secs=shutdown_grace_secs)
     api = DetourASGI(sidecar, admin=admin_sock is None, max_body_bytes=max_body_bytes)
     listeners = [(server_for(api, name="API"), sock)]
     if probe_sock is not None:

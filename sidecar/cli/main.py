@@ -375,9 +375,14 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
 
 
 def _given_limits(args: argparse.Namespace) -> dict[str, Any]:
-    """The limits given by flag or environment, as `ServeSettings` fields; the rest keep defaults."""
+    """The limits given by flag or environment, as `ServeSettings` fields (a connection's in its
+    `limits`); the rest keep their defaults."""
+    from sidecar.ingress.http_protocol import ConnectionLimits
+
     names = (flag[2:].replace("-", "_") for flag, *_ in _LIMITS)
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    per_connection = {name: given.pop(name) for name in ConnectionLimits.__slots__ if name in given}
+    return {**given, "limits": ConnectionLimits(**per_connection)}
 
 
 def _configure_logging(level: str) -> None:

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.app import DEFAULT_SHUTDOWN_GRACE_SECS, Sidecar, serve
 from sidecar.ingress.asgi import DEFAULT_MAX_BODY_BYTES
-from sidecar.ingress.http_protocol import (
-    DEFAULT_BODY_TIMEOUT_SECS,
-    DEFAULT_HEADER_TIMEOUT_SECS,
-    DEFAULT_KEEPALIVE_TIMEOUT_SECS,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES,
-)
+from sidecar.ingress.http_protocol import DEFAULT_LIMITS, ConnectionLimits
 from sidecar.kube.configmap import ConfigMapRef
 from sidecar.kube.files import read_text
 from sidecar.kube.reload import ConfigReloader
@@ -58,12 +52,9 @@ class ServeSettings:
     telemetry: TelemetrySettings | None = None
     admin_port: int | None = None  # /admin/* there only, on `host`; None: on the API port
     grpc_port: int | None = None  # gRPC API on `host` (docs/grpc.md); None: off (the CLI says 8082)
-    # The limits that protect the process (docs/operations.md), the flags of the same names.
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line plus headers; 431 beyond
-    header_timeout_secs: float = DEFAULT_HEADER_TIMEOUT_SECS  # until a head is complete; 408
-    body_timeout_secs: float = DEFAULT_BODY_TIMEOUT_SECS  # head complete → body complete; 408
-    keepalive_timeout_secs: float = DEFAULT_KEEPALIVE_TIMEOUT_SECS  # an idle connection is closed
-    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per port; 503 beyond
+    # The limits that protect the process (docs/operations.md), the flags of the same names: each
+    # connection's on every port (HTTP and gRPC), then the drain's and the request body's.
+    limits: ConnectionLimits = DEFAULT_LIMITS
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS  # SIGTERM → in-flight work is cut
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # 413 beyond
     gc_freeze: bool = False  # `detour serve` turns it on (--gc-freeze): not for in-process tests
@@ -127,11 +118,7 @@ async def serve_forever(settings: ServeSettings) -> int:
                 sock,
                 probe_sock=probe_sock,
                 admin_sock=admin_sock,
-                max_header_bytes=settings.max_header_bytes,
-                header_timeout_secs=settings.header_timeout_secs,
-                body_timeout_secs=settings.body_timeout_secs,
-                keepalive_timeout_secs=settings.keepalive_timeout_secs,
-                max_connections=settings.max_connections,
+                limits=settings.limits,
                 shutdown_grace_secs=settings.shutdown_grace_secs,
                 max_body_bytes=settings.max_body_bytes,
                 grpc=grpc_server,
@@ -237,7 +224,7 @@ async def _start_grpc(
         settings.grpc_port,
         admin=admin,
         max_body_bytes=settings.max_body_bytes,
-        max_connections=settings.max_connections,
+        max_connections=settings.limits.max_connections,
     )
     await server.start()
     log.info("gRPC API on %s", server.address)

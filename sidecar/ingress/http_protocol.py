@@ -47,6 +47,9 @@ class ConnectionLimits:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+DEFAULT_LIMITS = ConnectionLimits()
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with Detour's per-connection limits (docs/architecture.md §8).
 

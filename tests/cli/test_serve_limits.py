@@ -20,6 +20,7 @@ from sidecar.ingress.http_protocol import (
     DEFAULT_KEEPALIVE_TIMEOUT_SECS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
+    ConnectionLimits,
 )
 from tests.ingress.wire import read_response
 from tests.support.processes import detour_process, free_port
@@ -43,8 +44,10 @@ def env_of(flag: str) -> str:
     return "DETOUR_" + flag[2:].upper().replace("-", "_")
 
 
-def field_of(flag: str) -> str:
-    return flag[2:].replace("-", "_")
+def setting(settings: ServeSettings, flag: str) -> object:
+    """The `ServeSettings` field of a flag of the same name; a connection's limit is in its `limits`."""
+    name = flag[2:].replace("-", "_")
+    return getattr(settings.limits if name in ConnectionLimits.__slots__ else settings, name)
 
 
 @pytest.fixture(autouse=True)
@@ -81,12 +84,12 @@ def test_the_defaults() -> None:
 def test_each_limit_comes_from_its_flag_else_its_environment_else_its_default(
     monkeypatch: pytest.MonkeyPatch, flag: str, default: float | None, given: str, parsed: float
 ) -> None:
-    env, field = env_of(flag), field_of(flag)
-    assert getattr(settings_of(monkeypatch), field) == default
+    env = env_of(flag)
+    assert setting(settings_of(monkeypatch), flag) == default
     monkeypatch.setenv(env, given)
-    assert getattr(settings_of(monkeypatch), field) == parsed
+    assert setting(settings_of(monkeypatch), flag) == parsed
     other = "7" if given != "7" else "8"
-    assert getattr(settings_of(monkeypatch, flag, other), field) == type(parsed)(other), "the flag wins"
+    assert setting(settings_of(monkeypatch, flag, other), flag) == type(parsed)(other), "the flag wins"
 
 
 def test_the_help_states_each_default_and_its_variable(capsys: pytest.CaptureFixture[str]) -> None:

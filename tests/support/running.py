@@ -13,6 +13,7 @@ import yaml
 
 from sidecar.app import Sidecar, serve
 from sidecar.config.loader import load_config_text
+from sidecar.ingress.http_protocol import ConnectionLimits
 from sidecar.routing.events import FailedOver, RateLimited, Served
 from sidecar.routing.table import Clock
 from sidecar.sockets import bind_socket
@@ -140,11 +141,14 @@ async def serve_sidecar(
 ) -> AsyncIterator[ServedURL]:
     """Serve an already-built sidecar (any config, or none yet) on a free port; yields its URL.
 
-    `options` go to `sidecar.app.serve` as given: the limits (`max_header_bytes`, `max_body_bytes`,
-    `header_timeout_secs`, `body_timeout_secs`, `keepalive_timeout_secs`, `max_connections`,
-    `shutdown_grace_secs`) and extra listeners (`probe_sock`, `admin_sock`: closed here as well).
-    `admin_port` (0: any free one) binds the admin listener on 127.0.0.1, as `detour serve
-    --admin-port` does; its URL is the yielded URL's `admin_url`."""
+    `options` go to `sidecar.app.serve`: the limits (`max_body_bytes`, `shutdown_grace_secs`, and
+    a connection's — `max_header_bytes`, `header_timeout_secs`, `body_timeout_secs`,
+    `keepalive_timeout_secs`, `max_connections` — gathered into its `ConnectionLimits`) and extra
+    listeners (`probe_sock`, `admin_sock`: closed here as well). `admin_port` (0: any free one)
+    binds the admin listener on 127.0.0.1, as `detour serve --admin-port` does; its URL is the
+    yielded URL's `admin_url`."""
+    per_connection = {name: options.pop(name) for name in ConnectionLimits.__slots__ if name in options}
+    options["limits"] = ConnectionLimits(**per_connection)
     sock = bind_socket("127.0.0.1", 0)
     url = ServedURL(f"http://127.0.0.1:{sock.getsockname()[1]}")
     if admin_port is not None:
