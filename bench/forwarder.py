@@ -3,7 +3,9 @@
 "Detour's own work". `python -m bench.forwarder CLIENT serve --config FILE --port N --grpc-port 0`,
 where CLIENT is `aiohttp` or `httpx-aiohttp`; it forwards every POST to the upstream of the config's
 first provider, body and status unchanged, streaming chunk by chunk. It serves no gRPC. Benchmark
-use only.
+use only. CLIENT `httpx-aiohttp` goes through `AsyncClient.send`; `httpx-transport` through Detour's
+own upstream seam (`sidecar.providers.http.HttpxTransport`: httpx's transport interface over
+httpx-aiohttp), so it is the floor of the stack Detour is built on, routing aside.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import uvicorn
 import yaml
 from httpx_aiohttp import AiohttpTransport
 
+from sidecar.providers.http import HttpxTransport, Timeouts, UpstreamRequest
+
 Message = dict[str, Any]
+_NO_TIMEOUTS = Timeouts(connect_s=10.0, read_s=None)
 _READY = (b'{"status":"ready"}', [(b"content-type", b"application/json"), (b"content-length", b"18")])
 
 
@@ -31,6 +36,7 @@ class Upstream:
         self.client = client
         self._session: aiohttp.ClientSession | None = None
         self._httpx: httpx.AsyncClient | None = None
+        self._seam: HttpxTransport | None = None
 
     async def post(
         self, url: str, body: bytes, headers: list[tuple[str, str]]
@@ -47,6 +53,12 @@ class Upstream:
 
             content_type = response.headers.get("content-type", "application/json")
             return response.status, content_type, response.content.iter_any(), release
+        if self.client == "httpx-transport":
+            if self._seam is None:
+                self._seam = HttpxTransport()
+            answer = await self._seam.send(UpstreamRequest(url, headers, body), _NO_TIMEOUTS)
+            content_type = answer.headers.get("content-type", "application/json")
+            return answer.status, content_type, answer.iter_bytes(), answer.close
         if self._httpx is None:
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             self._httpx = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=None)
@@ -75,15 +87,15 @@ class Forwarder:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        headers = [("content-type", "application/json"), ("authorization", "Bearer bench")]
-        status, content_type, body, release = await self.upstream.post(
-            self.root + scope["path"], b"".join(chunks), headers
+        sent = [("content-type", "application/json"), ("authorization", "Bearer bench")]
+        status, content_type, answer, release = await self.upstream.post(
+            self.root + scope["path"], b"".join(chunks), sent
         )
         try:
             start = {"type": "http.response.start", "status": status,
                      "headers": [(b"content-type", content_type.encode())]}  # fmt: skip
             await send(start)
-            async for chunk in body:
+            async for chunk in answer:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
@@ -92,7 +104,7 @@ class Forwarder:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.forwarder")
-    parser.add_argument("client", choices=("aiohttp", "httpx-aiohttp"))
+    parser.add_argument("client", choices=("aiohttp", "httpx-aiohttp", "httpx-transport"))
     parser.add_argument("command", choices=("serve",))
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)

@@ -54,9 +54,13 @@ async def _proxy(upstream_port: int, port: int, burn_s: float) -> None:
     async def call_upstream(body: bytes) -> None:
         reader, writer = idle.pop() if idle else await asyncio.open_connection(HOST, upstream_port)
         head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: upstream\r\ncontent-type: application/json\r\n"
-        writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
-        answer_head = await reader.readuntil(b"\r\n\r\n")
-        await reader.readexactly(_content_length(answer_head))
+        try:
+            writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(_content_length(answer_head))
+        except BaseException:
+            writer.close()  # a broken upstream connection is not pooled again
+            raise
         idle.append((reader, writer))
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -106,8 +110,12 @@ def measure(burns_us: list[float]) -> None:
     wrk = find_wrk()
     if wrk is None:
         raise SystemExit("needs wrk: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as scratch:
+        _measure(wrk, pathlib.Path(scratch), burns_us)
+
+
+def _measure(wrk: str, work: pathlib.Path, burns_us: list[float]) -> None:
     placement = Placement.default()
-    work = pathlib.Path(tempfile.mkdtemp())
     plain = write_script(work / "post.lua", OPENAI.body, OPENAI.headers)
     paced = write_script(work / "paced.lua", OPENAI.body, OPENAI.headers, delay_ms=PACED_DELAY_MS)
     with upstream(cpus=placement.others) as up:
@@ -123,15 +131,17 @@ def measure(burns_us: list[float]) -> None:
 
         direct_seq, direct_paced = runs(up.port)
         print(
-            "| CPU burnt per request | added p50 / p99, sequential | added p50 / p99, paced | req/s paced |"
+            "| CPU burnt per request | added p50 / p99, sequential | added p50 / p99, paced | req/s paced "
+            "| failed requests |"
         )
-        print("|---|---|---|---|")
+        print("|---|---|---|---|---|")
         for burn_us in burns_us:
             with floor_proxy(up.port, burn_us, placement.detour) as port:
                 seq, mod = runs(port)
             sequential = f"{seq.p50_ms - direct_seq.p50_ms:.2f} / {seq.p99_ms - direct_seq.p99_ms:.2f} ms"
             moderate = f"{mod.p50_ms - direct_paced.p50_ms:.2f} / {mod.p99_ms - direct_paced.p99_ms:.2f} ms"
-            print(f"| {burn_us:.0f} µs | {sequential} | {moderate} | {mod.rps:,.0f} |")
+            failed = seq.errors + mod.errors
+            print(f"| {burn_us:.0f} µs | {sequential} | {moderate} | {mod.rps:,.0f} | {failed} |")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ STACKS: dict[str, Sequence[str] | None] = {
     "no-gc": ["-m", "bench.stacks", "no-gc"],
     "floor-aiohttp": ["-m", "bench.forwarder", "aiohttp"],
     "floor-httpx-aiohttp": ["-m", "bench.forwarder", "httpx-aiohttp"],
+    "floor-httpx-transport": ["-m", "bench.forwarder", "httpx-transport"],
 }
 
 

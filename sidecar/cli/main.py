@@ -313,9 +313,19 @@ def _switch_from_env(name: str, *, default: bool) -> bool | str:
     return text
 
 
-_positive_int = _number_type(int, lambda value: value >= 1, "a positive integer")
-_positive_float = _number_type(  # seconds: `0.3` works
-    float, lambda value: math.isfinite(value) and value > 0, "a positive number of seconds"
+# Upper bounds far beyond any sensible setting, so that no value reaches a C integer it overflows
+# (grpc's options, timers in milliseconds) as a crash instead of a usage error.
+MAX_BYTES = 1 << 30  # a request body (or head) of a GiB
+MAX_CONNECTIONS = 1_000_000  # per port; each holds a file descriptor
+MAX_SECONDS = 86_400.0  # a day
+_byte_count = _number_type(
+    int, lambda value: 1 <= value <= MAX_BYTES, "a positive number of bytes, at most 1 GiB"
+)
+_connection_count = _number_type(
+    int, lambda value: 1 <= value <= MAX_CONNECTIONS, "a positive integer, at most 1,000,000"
+)
+_positive_seconds = _number_type(  # `0.3` works
+    float, lambda value: 0 < value <= MAX_SECONDS, "a positive number of seconds, at most a day (86400)"
 )
 # 0: leave Python's own setting
 _milliseconds_or_off = _number_type(
@@ -336,26 +346,26 @@ def _port_or_off(text: str) -> int:
 # they bound (importing it would load uvicorn for every command): here they are only for --help,
 # and tests/cli/test_serve_limits.py checks that the two agree.
 _LIMITS: tuple[tuple[str, Callable[[str], float], str, str], ...] = (
-    ("--max-header-bytes", _positive_int, "65536", "cap on a request's line plus headers; 431 beyond"),
-    ("--max-body-bytes", _positive_int, "33554432", "cap on a request body; 413 beyond"),
+    ("--max-header-bytes", _byte_count, "65536", "cap on a request's line plus headers; 431 beyond"),
+    ("--max-body-bytes", _byte_count, "33554432", "cap on a request body; 413 beyond"),
     (
         "--header-timeout-secs",
-        _positive_float,
+        _positive_seconds,
         "10",
         "seconds from a connection opening (or its previous request ending) until the request's "
         "head is complete; 408 beyond (a silent close if nothing was sent)",
     ),
     (
         "--body-timeout-secs",
-        _positive_float,
+        _positive_seconds,
         "30",
         "seconds from a request's head to its whole body; 408 beyond",
     ),
-    ("--keepalive-timeout-secs", _positive_float, "5", "seconds an idle kept-alive connection is kept"),
-    ("--max-connections", _positive_int, "1024", "open connections per port; 503 beyond"),
+    ("--keepalive-timeout-secs", _positive_seconds, "5", "seconds an idle kept-alive connection is kept"),
+    ("--max-connections", _connection_count, "1024", "open connections per port; 503 beyond"),
     (
         "--shutdown-grace-secs",
-        _positive_float,
+        _positive_seconds,
         "20",
         "seconds requests and streams in flight get after SIGTERM before they are cut",
     ),

@@ -53,7 +53,8 @@ class ServeSettings:
     admin_port: int | None = None  # /admin/* there only, on `host`; None: on the API port
     grpc_port: int | None = None  # gRPC API on `host` (docs/grpc.md); None: off (the CLI says 8082)
     # The limits that protect the process (docs/operations.md), the flags of the same names: each
-    # connection's on every port (HTTP and gRPC), then the drain's and the request body's.
+    # connection's on every HTTP port (gRPC takes the cap and the header timeout), then the
+    # drain's and the request body's.
     limits: ConnectionLimits = DEFAULT_LIMITS
     shutdown_grace_secs: float = DEFAULT_SHUTDOWN_GRACE_SECS  # SIGTERM → in-flight work is cut
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # 413 beyond
@@ -224,7 +225,7 @@ async def _start_grpc(
         settings.grpc_port,
         admin=admin,
         max_body_bytes=settings.max_body_bytes,
-        max_connections=settings.limits.max_connections,
+        limits=settings.limits,
     )
     await server.start()
     log.info("gRPC API on %s", server.address)

@@ -160,7 +160,7 @@ def test_a_header_cap_that_is_not_a_positive_integer_is_a_usage_error(
         main(args)
 
     assert exited.value.code == 2
-    assert "--max-header-bytes: expected a positive integer" in capsys.readouterr().err
+    assert "--max-header-bytes: expected a positive number of bytes" in capsys.readouterr().err
 
 
 def test_the_demo_shows_failover_and_recovery_through_the_openai_sdk() -> None:

@@ -27,7 +27,8 @@ from tests.support.processes import detour_process, free_port
 from tests.support.running import config_text, limits_alternative_rule, provider
 
 # flag, its default, a value to give and that value as parsed. The variable is DETOUR_<FLAG> and the
-# ServeSettings field the flag's name, as for every `detour serve` setting.
+# ServeSettings field the flag's name, as for every `detour serve` setting (a connection's limit is
+# in `ServeSettings.limits`, a `ConnectionLimits`).
 LIMITS = [
     ("--max-header-bytes", DEFAULT_MAX_HEADER_BYTES, "4096", 4096),
     ("--max-body-bytes", DEFAULT_MAX_BODY_BYTES, "1024", 1024),
@@ -116,10 +117,16 @@ def test_the_help_states_each_default_and_its_variable(capsys: pytest.CaptureFix
         ("--max-body-bytes", "-5"),
         ("--admin-port", "0"),
         ("--admin-port", "65536"),
+        # Beyond the upper bounds: such a value would overflow a C integer (grpc's options) and
+        # crash the process instead.
+        ("--max-connections", "2147483647"),
+        ("--max-connections", "1" + "0" * 400),
+        ("--max-body-bytes", str(2**31)),
+        ("--header-timeout-secs", "1e300"),
     ],
 )
 @pytest.mark.parametrize("source", ["flag", "env"])
-def test_a_value_that_is_not_positive_is_a_usage_error_naming_the_flag(
+def test_a_value_that_is_not_positive_or_is_out_of_bounds_is_a_usage_error_naming_the_flag(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str, value: str, source: str
 ) -> None:
     if source == "flag":

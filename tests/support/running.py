@@ -148,7 +148,10 @@ async def serve_sidecar(
     binds the admin listener on 127.0.0.1, as `detour serve --admin-port` does; its URL is the
     yielded URL's `admin_url`."""
     per_connection = {name: options.pop(name) for name in ConnectionLimits.__slots__ if name in options}
-    options["limits"] = ConnectionLimits(**per_connection)
+    if per_connection:
+        if "limits" in options:
+            raise TypeError("give the connection limits one way: as keywords or as `limits`")
+        options["limits"] = ConnectionLimits(**per_connection)
     sock = bind_socket("127.0.0.1", 0)
     url = ServedURL(f"http://127.0.0.1:{sock.getsockname()[1]}")
     if admin_port is not None:

@@ -26,7 +26,7 @@ from sidecar.ingress.grpc.admin import Admin
 from sidecar.ingress.grpc.gateway import Gateway
 from sidecar.ingress.grpc.health import Health
 from sidecar.ingress.grpc.runtime import Runtime
-from sidecar.ingress.http_protocol import DEFAULT_MAX_CONNECTIONS
+from sidecar.ingress.http_protocol import DEFAULT_LIMITS, ConnectionLimits
 
 log = logging.getLogger("detour.grpc")
 
@@ -50,7 +50,7 @@ class GrpcServer:
         gateway: bool = True,
         admin: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.server = grpc.aio.server(
             options=[
@@ -62,9 +62,14 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", max_body_bytes + FRAMING_BYTES),
                 ("grpc.max_send_message_length", -1),
                 # The per-port connection cap (docs/operations.md): grpc closes a connection beyond
-                # it before its handshake, and the client's call fails UNAVAILABLE, which gRPC
-                # clients retry; the connections already open are not affected.
-                ("grpc.max_allowed_incoming_connections", max_connections),
+                # it before its handshake and the call on it fails UNAVAILABLE (the client's channel
+                # reconnects with backoff); the connections already open are not affected.
+                ("grpc.max_allowed_incoming_connections", limits.max_connections),
+                # A connection that does not complete its HTTP/2 handshake within the header
+                # timeout is closed, so silent connections cannot hold the slots for grpc's own
+                # default of two minutes. An established connection is a client's channel, kept
+                # while it lives, as gRPC clients expect (the HTTP keep-alive timeout is not applied).
+                ("grpc.server_handshake_timeout_ms", round(limits.header_timeout_secs * 1000)),
             ]
         )
         services = []
@@ -128,13 +133,14 @@ def build_grpc_server(
     gateway: bool = True,
     admin: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
 ) -> GrpcServer:
     """The gRPC API of `runtime` (a `Sidecar`), bound to `host`:`port` (0: a free port, see
     `.port`). Call it on the running event loop the HTTP server uses. `gateway` / `admin`: which of
     Detour's services it serves (health and reflection always; e.g. `admin=False` when the admin
-    API has a port of its own). `max_connections`: open connections allowed at once, as on the HTTP
-    ports. Raises OSError when the address cannot be bound."""
+    API has a port of its own). `limits`: the HTTP ports' connection limits, of which gRPC applies the
+    connection cap and the header timeout (to its handshake). Raises OSError when the address
+    cannot be bound."""
     return GrpcServer(
         runtime,
         host,
@@ -142,7 +148,7 @@ def build_grpc_server(
         gateway=gateway,
         admin=admin,
         max_body_bytes=max_body_bytes,
-        max_connections=max_connections,
+        limits=limits,
     )
 
 
