@@ -23,6 +23,7 @@ import functools
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -130,9 +131,10 @@ def _quiet() -> None:
 
 
 def _use_transport(factory: Callable[[], object]) -> None:
-    import sidecar.cli.serve as serve_module
+    import sidecar.cli.serve
 
-    serve_module.Sidecar = functools.partial(serve_module.Sidecar, transport_factory=factory)  # type: ignore[misc]
+    serve_module: Any = sidecar.cli.serve  # patched at run time: the stacks swap one part of Detour
+    serve_module.Sidecar = functools.partial(serve_module.Sidecar, transport_factory=factory)
 
 
 def _aiohttp_gc() -> None:
@@ -158,7 +160,9 @@ def _two_workers() -> None:
     import os
     import socket
 
-    import sidecar.cli.serve as serve_module
+    import sidecar.cli.serve
+
+    serve_module: Any = sidecar.cli.serve
 
     def bind_shared(host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -169,7 +173,7 @@ def _two_workers() -> None:
         sock.listen(2048)
         return sock
 
-    serve_module.bind_socket = bind_shared  # type: ignore[assignment]
+    serve_module.bind_socket = bind_shared
     if os.fork() == 0:  # the second worker: it stops with the first (the harness signals only that one)
         import ctypes
         import signal

@@ -36,10 +36,9 @@ def test_the_code_is_ruff_clean(command: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_sidecar_package_type_checks() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "sidecar"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+def test_the_sidecar_package_and_the_benchmark_type_check() -> None:
+    command = [sys.executable, "-m", "mypy", "sidecar", "bench"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
