@@ -26,6 +26,8 @@ log = logging.getLogger("detour.config")
 
 SETTLE_S = 2.0  # after a change, content is compared on every check for this long
 
+Signature = tuple[str, float, int, int]  # resolved path, mtime, size, inode
+
 
 class FileWatcher:
     def __init__(
@@ -40,11 +42,11 @@ class FileWatcher:
         self._on_change = on_change
         self._on_error = on_error
         self._interval_s = interval_s
-        self._seen: tuple[str, float, int, int] | None = None
+        self._seen: Signature | None = None
         self._digest: str | None = None
         self._unreadable = False
 
-    def _signature(self) -> tuple[str, float, int, int]:
+    def _signature(self) -> Signature:
         real = os.path.realpath(self.path)
         stat = os.stat(real)
         return real, stat.st_mtime, stat.st_size, stat.st_ino
@@ -83,13 +85,21 @@ class FileWatcher:
             return  # mid-swap, or removed: keep the last good config and look again next time
         if signature == self._seen and (self._unreadable or time.time() - signature[1] >= SETTLE_S):
             return
+        try:
+            # The stat above and this read are not atomic: remember the file actually read, or
+            # a newer file landing in between is seen as "changed" again and reported twice.
+            signature, data = await asyncio.to_thread(read_signed, self.path)
+        except FileNotFoundError:
+            return  # swapped away between the stat and the open: look again next time
+        except OSError as exc:
+            self._seen = signature
+            self._report_unreadable(exc.strerror or type(exc).__name__)
+            return
         self._seen = signature
         try:
-            text = await asyncio.to_thread(read_text, self.path)
-        except (OSError, ValueError) as exc:  # ValueError: not UTF-8
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            log.warning("config file %s could not be read: %s", self.path, reason)
-            self._unreadable = True  # said once: looked at again when the file changes
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._report_unreadable(type(exc).__name__)
             return
         self._unreadable = False
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -98,7 +108,19 @@ class FileWatcher:
         self._digest = digest
         await self._on_change(text)
 
+    def _report_unreadable(self, reason: str) -> None:
+        log.warning("config file %s could not be read: %s", self.path, reason)
+        self._unreadable = True  # said once: looked at again when the file changes
+
+
+def read_signed(path: str) -> tuple[Signature, bytes]:
+    """The file's bytes with the signature of the very file they came from."""
+    real = os.path.realpath(path)
+    with open(real, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        return (real, stat.st_mtime, stat.st_size, stat.st_ino), handle.read()
+
 
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8")

@@ -178,6 +178,34 @@ async def test_an_unreadable_file_is_reported_once_while_it_stays_the_same(
     assert caplog.text.count("could not be read") == 1
 
 
+async def test_a_file_replaced_between_look_and_read_is_judged_by_what_was_read(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stat that says "changed" and the read that follows are not atomic: when a newer file
+    lands in between, the watcher must remember the file it read, or the next look sees "changed"
+    again and reports the same unreadable content twice."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(GOOD)
+    watcher = FileWatcher(str(path), lambda text: asyncio.sleep(0), interval_s=0.01)
+    watcher.prime(GOOD)
+    path.write_text(OTHER)
+    real_stat = os.stat
+
+    def stat_then_replace(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        result = real_stat(target, *args, **kwargs)
+        if os.fspath(target) == str(path):
+            monkeypatch.setattr(os, "stat", real_stat)  # once: the writer's next file lands now
+            (tmp_path / "next.yaml").write_bytes(b"\xff\xfe not utf-8")
+            os.replace(tmp_path / "next.yaml", path)
+        return result
+
+    monkeypatch.setattr(os, "stat", stat_then_replace)
+    with caplog.at_level(logging.WARNING, "detour.config"):
+        for _ in range(3):
+            await watcher.check()
+    assert caplog.text.count("could not be read") == 1
+
+
 async def test_readyz_turns_ready_with_the_first_valid_config() -> None:
     sidecar = Sidecar()
     async with serve_sidecar(sidecar) as url, httpx.AsyncClient(base_url=url) as client:
