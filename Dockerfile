@@ -4,8 +4,9 @@
 #   podman build -t detour .
 #
 # BASE_IMAGE is any image with Python >= 3.11 and its venv module (`python3 -m venv` must give a venv
-# with pip): the official python image by default, a mirrored or internal one where registries are
-# closed. Both stages use it, so the wheels are built for the interpreter that runs them.
+# with pip) and the C++ runtime libstdc++ (grpcio's manylinux wheel links it; Debian-based images
+# have it through apt): the official python image by default, a mirrored or internal one where
+# registries are closed. Both stages use it, so the wheels are built for the interpreter that runs them.
 ARG BASE_IMAGE=python:3.12-slim
 
 # --- builder: wheels for the project and every dependency -------------------------------------------
@@ -54,7 +55,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # here for the venv and for the base's standard library (the official python images ship it without
 # bytecode); a file of the base this Python cannot compile (test data, say) only stays uncached.
 # The Kubernetes client's asyncio copy (kubernetes.aio, about a fifth of the image) goes too: Detour
-# uses the synchronous client only. The last command proves that everything Detour imports is there.
+# uses the synchronous client only. The last command proves that everything Detour imports is there,
+# gRPC included (loaded only when serving, and the one native library a slim base may lack).
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     set -eu; \
     python3 -m venv /opt/detour; \
@@ -66,7 +68,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     /opt/detour/bin/python -m compileall -q -j0 \
         "$(/opt/detour/bin/python -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" >/dev/null || true; \
     /opt/detour/bin/detour --help >/dev/null; \
-    /opt/detour/bin/python -c 'import sidecar.cli.serve, sidecar.kube.client, kubernetes.client, kubernetes.watch'
+    /opt/detour/bin/python -c 'import sidecar.cli.serve, sidecar.ingress.grpc.server, sidecar.kube.client, kubernetes.client, kubernetes.watch'
 
 # scripts/build-image fills these from sidecar/__init__.py, git and the clock.
 ARG BASE_IMAGE

@@ -40,7 +40,8 @@ class Container:
         return podman("exec", self.name, *argv, env=self.env)
 
     def logs(self) -> str:
-        return run(["podman", "logs", self.name], self.env, check=False).stdout
+        result = run(["podman", "logs", self.name], self.env, check=False)
+        return result.stdout + result.stderr  # podman replays the container's stderr on its own
 
     def inspect(self, template: str) -> str:
         return podman("inspect", "--format", template, self.name, env=self.env)

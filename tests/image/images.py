@@ -1,8 +1,9 @@
 """The two images the tests need: a Debian base made from packages, and Detour's image built on it.
 
 No registry is reachable where the tests run, so `python:3.12-slim` cannot be pulled. The base is
-made with mmdebstrap from Debian's own packages instead (Python 3.11 with its venv module, the
-smallest variant that has them) and imported into podman; the Dockerfile takes it as BASE_IMAGE.
+made with mmdebstrap from Debian's own packages instead (Python 3.11 with its venv module and the
+C++ runtime grpcio links, the smallest variant that has them) and imported into podman; the
+Dockerfile takes it as BASE_IMAGE.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ _SYSTEM_CA_BUNDLE = pathlib.Path("/etc/ssl/certs/ca-certificates.crt")
 def mmdebstrap_command(target: str) -> list[str]:
     """Everything that decides the base's contents, so that it also keys the cached image."""
     mirror = os.environ.get("DETOUR_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    options = ["--quiet", "--variant=essential", "--include=python3-venv"]
+    # libstdc++6: grpcio links it, and python:3.12-slim has it (through apt, which the essential
+    # variant leaves out).
+    options = ["--quiet", "--variant=essential", "--include=python3-venv,libstdc++6"]
     if _MERGED_USR_HOOK.is_dir():
         # Sets up the merged /usr itself; otherwise the usrmerge package drags in all of Perl (50 MB).
         options.append(f"--hook-dir={_MERGED_USR_HOOK}")
