@@ -6,7 +6,8 @@
 # BASE_IMAGE is any image with Python >= 3.11 and its venv module (`python3 -m venv` must give a venv
 # with pip) and the C++ runtime libstdc++ (grpcio's manylinux wheel links it; Debian-based images
 # have it through apt): the official python image by default, a mirrored or internal one where
-# registries are closed. Both stages use it, so the wheels are built for the interpreter that runs them.
+# registries are closed. Both stages use it, so the wheels are built for the interpreter that runs
+# them.
 ARG BASE_IMAGE=python:3.12-slim
 
 # --- builder: wheels for the project and every dependency -------------------------------------------

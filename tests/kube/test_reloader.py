@@ -193,7 +193,7 @@ async def test_a_file_replaced_between_look_and_read_is_judged_by_what_was_read(
 
     def stat_then_replace(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
         result = real_stat(target, *args, **kwargs)
-        if os.fspath(target) == str(path):
+        if os.fspath(target) == os.path.realpath(path):
             monkeypatch.setattr(os, "stat", real_stat)  # once: the writer's next file lands now
             (tmp_path / "next.yaml").write_bytes(b"\xff\xfe not utf-8")
             os.replace(tmp_path / "next.yaml", path)
