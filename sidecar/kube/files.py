@@ -122,5 +122,5 @@ def read_signed(path: str) -> tuple[Signature, bytes]:
 
 
 def read_text(path: str) -> str:
-    with open(path, "rb") as handle:
-        return handle.read().decode("utf-8")
+    """The file as UTF-8 text, decoded as the watcher decodes it (so their digests agree)."""
+    return read_signed(path)[1].decode("utf-8")
