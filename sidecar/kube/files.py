@@ -48,8 +48,7 @@ class FileWatcher:
 
     def _signature(self) -> Signature:
         real = os.path.realpath(self.path)
-        stat = os.stat(real)
-        return real, stat.st_mtime, stat.st_size, stat.st_ino
+        return _signed(real, os.stat(real))
 
     def prime(self, text: str) -> None:
         """Remember the content already loaded, so only a real change triggers a reload."""
@@ -117,8 +116,11 @@ def read_signed(path: str) -> tuple[Signature, bytes]:
     """The file's bytes with the signature of the very file they came from."""
     real = os.path.realpath(path)
     with open(real, "rb") as handle:
-        stat = os.fstat(handle.fileno())
-        return (real, stat.st_mtime, stat.st_size, stat.st_ino), handle.read()
+        return _signed(real, os.fstat(handle.fileno())), handle.read()
+
+
+def _signed(real: str, stat: os.stat_result) -> Signature:
+    return real, stat.st_mtime, stat.st_size, stat.st_ino
 
 
 def read_text(path: str) -> str:
